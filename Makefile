@@ -1,0 +1,60 @@
+# lmstream development tasks. `make demo` and `make test` are the whole set-up: both create and reuse .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PKGS := spec reference conformance
+export PYRIGHT_PYTHON_CACHE_DIR := $(CURDIR)/$(VENV)/.pyright
+# Pyright's wrapper checks npm for a newer release on every run unless told not to.
+export PYRIGHT_PYTHON_IGNORE_WARNINGS := 1
+
+.PHONY: install lint format typecheck mypy pyright imports pytest test demo docs bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml $(foreach p,$(PKGS),$(p)/pyproject.toml)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ./spec -e ./reference -e ./conformance -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# mypy runs once per distribution (each has its own tests/ with conftest.py), and again on the sources
+# with --python-version 3.10, the oldest Python we support.
+mypy: $(STAMP)
+	@set -e; for p in $(PKGS); do \
+	  echo "mypy --strict $$p"; $(BIN)/mypy -p lmstream.$$p; \
+	  if ls $$p/tests/*.py >/dev/null 2>&1; then $(BIN)/mypy $$p/tests; fi; \
+	  echo "mypy --strict --python-version 3.10 lmstream.$$p"; $(BIN)/mypy --python-version 3.10 -p lmstream.$$p; \
+	done
+
+pyright: $(STAMP)
+	$(BIN)/pyright
+
+typecheck: mypy pyright
+
+imports: $(STAMP)
+	$(BIN)/lint-imports
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test: lint typecheck imports pytest
+
+demo: $(STAMP)
+	$(BIN)/python -m lmstream.spec
+
+bench: $(STAMP)
+	@echo "no benchmarks yet"
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache docs/_build

@@ -1,0 +1,1 @@
+"""lmstream.reference: the reference stream manager."""
