@@ -54,7 +54,11 @@ demo: $(STAMP)
 	$(BIN)/python -m lmstream.spec
 
 bench: $(STAMP)
-	@echo "no benchmarks yet"
+	$(BIN)/python reference/bench/bench_manager.py
+
+docs: $(STAMP)
+	$(BIN)/sphinx-build -W --keep-going -n -q -b html docs docs/_build/html
+	$(BIN)/sphinx-build -W --keep-going -n -q -b doctest docs docs/_build/doctest
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache docs/_build

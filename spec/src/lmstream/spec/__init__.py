@@ -15,6 +15,7 @@ from .protocols import (
     EngineStream,
     ManagerFactory,
     Message,
+    RoundStreamFactory,
     StoppableStreamManager,
     StreamManager,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "ManagerFactory",
     "Message",
     "Requirement",
+    "RoundStreamFactory",
     "StoppableStreamManager",
     "StreamConsumedError",
     "StreamError",

@@ -32,6 +32,7 @@ __all__ = [
     "EngineStream",
     "ManagerFactory",
     "Message",
+    "RoundStreamFactory",
     "StoppableStreamManager",
     "StreamManager",
 ]
@@ -178,4 +179,24 @@ class ManagerFactory(Protocol[CompletionT]):
         lock: asyncio.Lock | None = None,
     ) -> StreamManager[CompletionT]:
         """Wrap ``stream_iter``; hold ``lock`` while streaming; await ``after(completion)`` at the end."""
+        ...
+
+
+class RoundStreamFactory(Protocol[CompletionT]):
+    """Produces a round stream: one manager per message of a function-calling round (SM-18 to SM-20).
+
+    kani's ``Kani.full_round_stream`` is the model. ``next_step`` is called with the completion of the
+    previous step (``None`` before the first) and returns the next step: an engine stream to wrap in a
+    manager with ``role``, an already finished message (wrapped as SM-17 says), or ``None`` to end the
+    round. The round stream calls it only after the previous manager's stream has ended (SM-18).
+    """
+
+    def __call__(
+        self,
+        next_step: Callable[
+            [CompletionT | None], Awaitable[AsyncIterable[str | CompletionT] | Message | None]
+        ],
+        role: Any,
+    ) -> AsyncIterator[StreamManager[CompletionT]]:
+        """Return the round's async iterator of managers."""
         ...
