@@ -314,8 +314,8 @@ _RULES: tuple[Requirement, ...] = (
         _R,
         "one manager at a time, the skipped ones drained",
         "A round stream (see RoundStreamFactory) MUST yield its managers one at a time and MUST produce "
-        "the next manager only after the previous one's stream has ended. A manager the consumer did not iterate MUST be drained (as "
-        "if completion() were awaited) before the next one is produced.",
+        "the next manager only after the previous one's stream has ended. A manager the consumer did not "
+        "iterate MUST be drained (as if completion() were awaited) before the next one is produced.",
         "Each message of a function-calling round depends on the previous one; a skipped manager must "
         "still produce its message, or the round cannot continue.",
     ),
