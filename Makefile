@@ -48,7 +48,7 @@ imports: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-test: lint typecheck imports pytest
+test: lint typecheck imports pytest docs
 
 demo: $(STAMP)
 	$(BIN)/python -m lmstream.spec

@@ -1,12 +1,15 @@
 """lmstream.spec: the typed contract for language-model token streams.
 
 The Protocols an engine and a stream manager conform to, the errors a manager raises, the lifecycle
-states of a stream, and the requirement registry (every normative rule as data, with a stable ID).
+states of a stream, the requirement registry (every normative rule as data, with a stable ID), and the
+engine-stream item rules as functions (:mod:`.items`) that the reference manager and the conformance
+suite share.
 This package depends on nothing of lmstream's and only on ``typing-extensions`` outside the standard
 library.
 """
 
 from .errors import StreamConsumedError, StreamError, StreamIncompleteError, StreamProtocolError
+from .items import check_completion, check_item, check_stream, describe_item, is_completion
 from .protocols import (
     Completion,
     CompletionT,
@@ -48,8 +51,13 @@ __all__ = [
     "StreamProtocolError",
     "StreamState",
     "UnknownRequirementError",
+    "check_completion",
+    "check_item",
+    "check_stream",
+    "describe_item",
     "format_requirement_table",
     "get_requirement",
     "is_allowed_transition",
+    "is_completion",
     "select_requirements",
 ]
