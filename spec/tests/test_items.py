@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 import pytest
@@ -101,7 +101,7 @@ def test_check_completion_accepts_kani_and_dataclasses() -> None:
     assert is_completion(Comp(Msg("user", "x"), None, 0))
 
 
-async def _agen() -> AsyncIterator[str]:
+async def _agen() -> AsyncGenerator[str, None]:
     yield "x"
 
 
