@@ -11,7 +11,10 @@ Static checking (mypy, pyright) verifies member names *and* signatures. Runtime 
   makes ``isinstance`` false; from 3.12 on it does not call them;
 * it never verifies behaviour. Behaviour is the job of :mod:`lmstream.conformance`.
 
-The generic parameters default to :class:`Completion`, so a bare ``Engine`` means ``Engine[Completion]``.
+The generic Protocols take the completion type as a parameter; write ``Engine[Completion]`` for "any
+engine". The type variables deliberately have no default: pyright (1.1.4xx) caches a failed match against
+a Protocol whose type variable has a default and then rejects later, valid implementations in the same
+run (see ``spec/tests/typing/README.md``).
 """
 
 from __future__ import annotations
@@ -77,10 +80,10 @@ class Completion(Protocol):
         ...
 
 
-CompletionT_co = TypeVar("CompletionT_co", bound=Completion, covariant=True, default=Completion)
+CompletionT_co = TypeVar("CompletionT_co", bound=Completion, covariant=True)
 """The completion type an engine yields or a manager returns (read-only positions)."""
 
-CompletionT = TypeVar("CompletionT", bound=Completion, default=Completion)
+CompletionT = TypeVar("CompletionT", bound=Completion)
 """The completion type of a manager factory (appears in both argument and result)."""
 
 
@@ -107,10 +110,14 @@ class Engine(Protocol[CompletionT_co]):
     types conform (a Protocol parameter must accept whatever the implementation accepts).
     """
 
+    # The return type is spelled AsyncIterable, not EngineStream (the same shape): pyright caches a failed
+    # match of AsyncIterator against a Protocol whose type variable has a bound or a default, and then
+    # rejects every later, valid async-generator engine in the run (spec/tests/typing/README.md).
     def stream(
         self, messages: Any, functions: Any = None, **hyperparams: Any
-    ) -> EngineStream[CompletionT_co]:
-        """Return a new, independent stream of the reply to ``messages`` (ES-1, ES-7)."""
+    ) -> AsyncIterable[str | CompletionT_co]:
+        """Return a new, independent stream of the reply to ``messages`` (ES-1, ES-7): an
+        :class:`EngineStream`."""
         ...
 
 

@@ -1,0 +1,61 @@
+"""Positive cases: the reference manager (lmstream.reference) conforms, with precise completion types.
+
+Covers ``StreamManager`` as a ``StoppableStreamManager`` and, through its kani-shaped constructor, as a
+``ManagerFactory``; ``completion()`` typed as "the engine's completion or the built one" without a
+builder and exactly the builder's type with one; ``from_message`` (SM-17) and ``round_stream`` as a
+``RoundStreamFactory``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from functools import partial
+from typing import Any
+
+from typing_extensions import assert_type
+
+from lmstream import reference
+from lmstream.spec import (
+    Completion,
+    ManagerFactory,
+    Message,
+    RoundStreamFactory,
+    StoppableStreamManager,
+    StreamManager,
+    StreamState,
+)
+
+from ._shapes import Msg, MyCompletion
+
+
+async def engine_stream() -> AsyncIterator[str | MyCompletion]:
+    yield "hi"
+    yield MyCompletion(Msg("assistant", "hi"))
+
+
+def my_completion(role: Any, text: str) -> MyCompletion:
+    return MyCompletion(Msg(str(role), text))
+
+
+# The class is a factory of the base Protocol's type: its built completions are Completions.
+factory: ManagerFactory[Completion] = reference.StreamManager
+# With a builder the completion type is exactly the builder's, so it is a factory over MyCompletion.
+typed_factory: ManagerFactory[MyCompletion] = partial(reference.StreamManager, build_completion=my_completion)
+rounds: RoundStreamFactory[Completion] = reference.round_stream
+
+
+async def cases() -> None:
+    # Without a builder, completion() is the engine's completion or the reference's own built one.
+    plain = reference.StreamManager(engine_stream(), "assistant")
+    assert_type(await plain.completion(), MyCompletion | reference.Completion)
+    stoppable: StoppableStreamManager[Completion] = plain
+    assert_type(stoppable.state, StreamState)
+    await stoppable.aclose()
+
+    built = reference.StreamManager(engine_stream(), "assistant", build_completion=my_completion)
+    assert_type(await built.completion(), MyCompletion)
+    as_protocol: StreamManager[MyCompletion] = built
+    assert_type(await as_protocol, Message)
+
+    finished = reference.StreamManager.from_message(Msg("tool", "42"))
+    assert_type(await finished.completion(), reference.Completion)
