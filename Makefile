@@ -29,13 +29,16 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 # mypy runs once per distribution (each has its own tests/ with conftest.py), and again on the sources
-# with --python-version 3.10, the oldest Python we support.
+# with --python-version 3.10, the oldest Python we support; then over the docs' extensions and tests and
+# the benchmarks.
 mypy: $(STAMP)
 	@set -e; for p in $(PKGS); do \
 	  echo "mypy --strict $$p"; $(BIN)/mypy -p lmstream.$$p; \
 	  if ls $$p/tests/*.py >/dev/null 2>&1; then $(BIN)/mypy $$p/tests; fi; \
 	  echo "mypy --strict --python-version 3.10 lmstream.$$p"; $(BIN)/mypy --python-version 3.10 -p lmstream.$$p; \
 	done
+	echo "mypy --strict docs and benchmarks"; $(BIN)/mypy docs/conf.py docs/_ext docs/tests reference/bench
+	echo "mypy --strict --python-version 3.10 docs"; $(BIN)/mypy --python-version 3.10 docs/conf.py docs/_ext
 
 pyright: $(STAMP)
 	$(BIN)/pyright
