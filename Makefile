@@ -53,8 +53,11 @@ pytest: $(STAMP)
 
 test: lint typecheck imports pytest docs
 
+# The main job: the conformance suite against the bundled example engines (and, once its checks land,
+# the reference manager), each with its report.
 demo: $(STAMP)
-	$(BIN)/python -m lmstream.spec
+	$(BIN)/lmstream check engine lmstream.conformance.examples:EchoEngine
+	$(BIN)/lmstream check engine lmstream.conformance.examples:ScriptedEngine
 
 bench: $(STAMP)
 	$(BIN)/python reference/bench/bench_manager.py

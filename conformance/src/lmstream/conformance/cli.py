@@ -1,11 +1,133 @@
-"""The ``lmstream`` command (placeholder until the conformance suite lands)."""
+"""The ``lmstream`` command (also ``python -m lmstream.conformance``).
+
+::
+
+    lmstream check engine  TARGET [options]   # an engine, or a zero-argument callable returning one
+    lmstream check manager TARGET [options]   # a ManagerFactory, e.g. lmstream.reference:StreamManager
+    lmstream check round   TARGET [options]   # a RoundStreamFactory
+
+TARGET is ``module:attribute`` (the attribute may be dotted); the current directory is searched first, as
+``python -m`` does. Options: ``--timeout SECONDS`` (per check, default 2), ``--strict`` (SHOULD failures
+fail the run too), ``--format text|json`` (stdout), ``--junit-xml PATH``, ``-k EXPR`` (see
+:mod:`lmstream.conformance.selection`), ``--messages module:attribute`` (the prompt for engine checks: a
+sequence of messages, or a zero-argument callable returning one).
+
+Exit status: 0 when every MUST passed (and every SHOULD, under ``--strict``); 1 when one failed; 2 when the
+command could not run: a target that cannot be imported or is not a valid target, a bad option (a
+non-positive timeout, a malformed ``-k``, one that selects nothing), an unwritable ``--junit-xml`` path. A
+status-2 error is one line on stderr, never a traceback.
+"""
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from .checks import checks_for
+from .model import SUITE_VERSION, TargetKind
+from .report import render_json, render_junit, render_text
+from .runner import DEFAULT_TIMEOUT, run_checks
+from .selection import SelectionError, compile_selection
+from .targets import TargetError
+
+__all__ = ["main"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    print("lmstream: the conformance suite is not built yet", file=sys.stderr)
-    return 2
+class _UsageError(Exception):
+    """A problem that exits with status 2 and one line on stderr."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--timeout must be a number of seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"--timeout must be a positive, finite number of seconds, got {text!r}"
+        )
+    return value
+
+
+def _parser() -> _Parser:
+    parser = _Parser(
+        prog="lmstream", description="Check that an engine or a stream manager keeps the lmstream contract."
+    )
+    parser.add_argument("--version", action="version", version=f"lmstream conformance suite {SUITE_VERSION}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    check = commands.add_parser("check", help="run the conformance checks against a target")
+    check.add_argument("kind", choices=[k.value for k in TargetKind], help="what TARGET is")
+    check.add_argument("target", metavar="TARGET", help="module:attribute (dotted attribute allowed)")
+    check.add_argument(
+        "--timeout", type=_timeout, default=DEFAULT_TIMEOUT, metavar="SECONDS", help="per check"
+    )
+    check.add_argument("--strict", action="store_true", help="SHOULD failures fail the run too")
+    check.add_argument("--format", choices=["text", "json"], default="text", help="report on stdout")
+    check.add_argument("--junit-xml", type=Path, metavar="PATH", help="also write a JUnit XML report")
+    check.add_argument("-k", dest="select", metavar="EXPR", help="select checks (e.g. 'ES-3 or aclose')")
+    check.add_argument("--messages", metavar="MODULE:ATTR", help="the prompt for engine checks")
+    return parser
+
+
+def _writable(path: Path) -> None:
+    try:
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise _UsageError(f"cannot write --junit-xml {str(path)!r}: {exc.strerror or exc}") from None
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    args = _parser().parse_args(argv)
+    kind = TargetKind(args.kind)
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    if not checks_for(kind):
+        raise _UsageError(f"no {kind} checks are registered in this version of the suite")
+    if args.select is not None:
+        keep = compile_selection(args.select)
+        if not any(keep(c) for c in checks_for(kind)):
+            raise _UsageError(f"-k {args.select!r} selects none of the {kind} checks")
+    if args.junit_xml is not None:
+        _writable(args.junit_xml)
+    report = run_checks(
+        kind,
+        args.target,
+        timeout=args.timeout,
+        select=args.select,
+        messages=args.messages,
+        target_name=args.target,
+    )
+    try:
+        print(
+            render_json(report) if args.format == "json" else render_text(report, strict=args.strict),
+            flush=True,
+        )
+    except BrokenPipeError:  # `lmstream check ... | head`: the reader left; the status still tells
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if args.junit_xml is not None:
+        try:
+            args.junit_xml.write_text(render_junit(report, strict=args.strict), encoding="utf-8")
+        except OSError as exc:
+            raise _UsageError(
+                f"cannot write --junit-xml {str(args.junit_xml)!r}: {exc.strerror or exc}"
+            ) from None
+    return report.exit_code(strict=args.strict)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0, 1 or 2, see the module docstring)."""
+    try:
+        return _run(argv)
+    except (TargetError, SelectionError, _UsageError) as exc:
+        print(f"lmstream: {exc}", file=sys.stderr)
+        return 2

@@ -30,10 +30,11 @@ SUITE_VERSION: Final = "1.0.0"
 
 
 class TargetKind(str, enum.Enum):
-    """What a check examines."""
+    """What a check examines: an engine, a manager factory, or a round-stream factory."""
 
     ENGINE = "engine"
     MANAGER = "manager"
+    ROUND = "round"
 
     def __str__(self) -> str:
         return self.value
@@ -81,10 +82,12 @@ class Check:
 
     :param name: a stable snake_case name, unique within its kind (pytest test names use it).
     :param requirement_id: the registry ID the check verifies.
-    :param kind: engine or manager.
+    :param kind: engine, manager or round.
     :param run: ``async def run(target, context) -> None``; raises :class:`CheckFailure` or
-        :class:`CheckSkipped`, returns normally on a pass. ``target`` is the resolved engine or factory
-        and ``context`` the run's settings (see :mod:`lmstream.conformance.runner`).
+        :class:`CheckSkipped`, returns normally on a pass. ``target`` is the validated target (an
+        :class:`~lmstream.conformance.targets.EngineTarget`, ``ManagerTarget`` or ``RoundTarget``) and
+        ``context`` the :class:`~lmstream.conformance.context.CheckContext` of the run (see
+        :mod:`lmstream.conformance.runner`).
     :param summary: one line saying what the check does.
     """
 
@@ -117,8 +120,9 @@ class Check:
 class CheckResult:
     """The outcome of running one check against one target.
 
-    ``message`` is empty on a pass; on a failure it states what was expected and what was observed; on a
-    skip it gives the reason. ``reproduction`` is a paste-able snippet for failures, when the check has one.
+    On a failure ``message`` states what was expected and what was observed and links the spec; on a skip
+    it gives the reason; on a pass it is empty or holds notes (informational observations, such as a task
+    the target left running). ``reproduction`` is a paste-able snippet for failures, when the check has one.
     """
 
     check: Check

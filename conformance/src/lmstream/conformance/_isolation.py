@@ -1,0 +1,260 @@
+"""Run one coroutine in a fresh, debug-mode event loop, bounded in time, and leave nothing behind.
+
+This is the "never hangs" machinery behind :func:`lmstream.conformance.runner.run_check`. Phases, with
+``T`` the timeout and ``G`` the grace, counted from the start:
+
+1. the check's task runs; its own bounded waits give up at ``T``;
+2. at ``T + G/2`` the runner cancels the task if it is still running, and waits for it until ``T + G``;
+   a task still running then ignored the cancellation and is abandoned;
+3. leftover tasks (started by the target or the check) are cancelled and awaited until ``T + G`` (at least
+   a short slice); async generators left open are closed (``shutdown_asyncgens``) and the default
+   executor shut down, each bounded the same way; whatever does not finish is abandoned and reported;
+4. the loop is closed and, if anything was abandoned, the garbage collector runs while output is still
+   captured, so that no "Task was destroyed but it is pending" or "never awaited" noise escapes.
+
+Throughout, a :class:`~lmstream.conformance._watchdog.Watchdog` interrupts code that blocks the loop
+synchronously past ``T + G + slack``. So one check takes at most ``T + G`` plus a few short slices and,
+for a target that blocks synchronously, the watchdog's slack per interruption.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._capture import Sink, capture
+from ._watchdog import TargetBlocked, Watchdog
+from .context import CheckContext, asyncgen_name
+
+__all__ = ["IsolatedRun", "run_isolated"]
+
+_DRIVER = "lmstream runner"
+_MIN_SLICE = 0.02
+"""The least time each cleanup step gets, even when the deadline has passed."""
+
+
+def watchdog_slack(grace: float) -> float:
+    """How long after the hard deadline the watchdog first fires, and how often it repeats."""
+    return max(0.05, grace / 2)
+
+
+@dataclass
+class IsolatedRun:
+    """How the coroutine ended and what it left behind.
+
+    :ivar finished: whether the task ended (returned or raised) by the end of the run.
+    :ivar exception: what it raised (``None`` when it returned or did not finish).
+    :ivar cancelled_by_runner: whether the runner had to cancel it at ``T + G/2``.
+    :ivar waiting_for: what the context said the check was waiting for when the runner cancelled it.
+    :ivar blocked_at: where the watchdog interrupted code that blocked the loop.
+    :ivar stopped_by: a ``SystemExit`` raised in a task (not the check's own) that stopped the event loop.
+    :ivar problems: one line each: abandoned or leftover tasks, open async generators, threads, blocking
+        code the watchdog interrupted, and everything captured (warnings, asyncio messages).
+    """
+
+    finished: bool = False
+    exception: BaseException | None = None
+    cancelled_by_runner: bool = False
+    waiting_for: str | None = None
+    elapsed: float = 0.0
+    blocked_at: list[str] = field(default_factory=list[str])
+    stopped_by: SystemExit | None = None
+    problems: list[str] = field(default_factory=list[str])
+
+
+def run_isolated(
+    make: Callable[[], Coroutine[Any, Any, None]],
+    ctx: CheckContext,
+    *,
+    timeout: float,
+    grace: float,
+    name: str,
+) -> IsolatedRun:
+    """Run ``make()`` as a task of a fresh debug-mode event loop, bounded as the module docstring says.
+
+    Must be called from synchronous code (no running event loop in this thread).
+    """
+    run = IsolatedRun()
+    sink = Sink()
+    threads_before = set(threading.enumerate())
+    started = time.monotonic()
+    hard = started + timeout + grace
+    loop = asyncio.new_event_loop()
+    loop.set_debug(True)
+    loop.set_exception_handler(sink.loop_exception)
+    abandoned: list[asyncio.Task[Any]] = []
+    with capture(sink):
+        with Watchdog(loop, interval=watchdog_slack(grace)) as dog:
+            dog.arm(hard + watchdog_slack(grace))
+            try:
+                _attempt(
+                    loop,
+                    run,
+                    _drive(
+                        make,
+                        ctx,
+                        run,
+                        timeout=timeout,
+                        grace=grace,
+                        hard=hard,
+                        name=name,
+                        abandoned=abandoned,
+                    ),
+                )
+                _attempt(loop, run, _cleanup(ctx, run, hard=hard, abandoned=abandoned))
+            finally:
+                dog.disarm()
+                run.blocked_at = list(dog.fired)
+                if not loop.is_closed():
+                    loop.close()
+        for location in run.blocked_at:
+            run.problems.append(
+                f"the target blocked the event loop synchronously past the deadline at {location}; "
+                "the watchdog interrupted it"
+            )
+        abandoned_any = bool(abandoned)
+        abandoned.clear()
+        ctx._release()  # pyright: ignore[reportPrivateUsage] - the runner is the context's owner
+        if run.problems or not run.finished:
+            gc.collect()  # finalize what was abandoned while output is still captured
+    if abandoned_any:  # asyncio's "Task was destroyed but it is pending!" repeats what is reported above
+        run.problems += [line for line in sink.lines if "Task was destroyed but it is pending" not in line]
+    else:
+        run.problems += sink.lines
+    for thread in threading.enumerate():
+        if thread not in threads_before and thread.is_alive():
+            run.problems.append(f"thread {thread.name!r} started during the check was still running after it")
+    run.elapsed = time.monotonic() - started
+    return run
+
+
+class TargetExited(Exception):
+    """The target raised ``SystemExit`` in the check's task; the cause is the ``SystemExit``."""
+
+
+def _attempt(loop: asyncio.AbstractEventLoop, run: IsolatedRun, coro: Coroutine[Any, Any, None]) -> None:
+    try:
+        loop.run_until_complete(loop.create_task(coro, name=_DRIVER))
+    except TargetBlocked as exc:  # raised in the loop's own machinery: go on cleaning up
+        run.problems.append(f"the target {exc}")
+    except SystemExit as exc:  # raised in a task other than the check's: it stopped the loop
+        run.stopped_by = exc
+
+
+async def _drive(
+    make: Callable[[], Coroutine[Any, Any, None]],
+    ctx: CheckContext,
+    run: IsolatedRun,
+    *,
+    timeout: float,
+    grace: float,
+    hard: float,
+    name: str,
+    abandoned: list[asyncio.Task[Any]],
+) -> None:
+    loop = asyncio.get_running_loop()
+    hooks = sys.get_asyncgen_hooks()
+    loop_firstiter, loop_finalizer = hooks.firstiter, hooks.finalizer
+
+    def firstiter(agen: Any) -> None:
+        ctx._record_asyncgen(agen)  # pyright: ignore[reportPrivateUsage] - the runner is the context's owner
+        if loop_firstiter is not None:
+            loop_firstiter(agen)
+
+    def finalizer(agen: Any) -> None:
+        ctx._record_dropped(agen)  # pyright: ignore[reportPrivateUsage] - the runner is the context's owner
+        if loop_finalizer is not None:
+            loop_finalizer(agen)
+
+    sys.set_asyncgen_hooks(firstiter=firstiter, finalizer=finalizer)
+    task = loop.create_task(make(), name=name)
+    ctx._bind(loop, task, loop.time())  # pyright: ignore[reportPrivateUsage] - the runner is the context's owner
+    try:
+        await asyncio.wait({task}, timeout=timeout + grace / 2)
+        if not task.done():
+            run.cancelled_by_runner = True
+            run.waiting_for = ctx.waiting_for
+            task.cancel()
+            await asyncio.wait({task}, timeout=max(_MIN_SLICE, hard - time.monotonic()))
+    finally:
+        sys.set_asyncgen_hooks(firstiter=loop_firstiter, finalizer=loop_finalizer)
+    if task.done():
+        run.finished = True
+        if not task.cancelled():
+            run.exception = task.exception()
+        else:
+            run.exception = asyncio.CancelledError()
+    else:  # the runner's message says so; nothing to add to the problems
+        abandoned.append(task)
+
+
+async def _cleanup(
+    ctx: CheckContext, run: IsolatedRun, *, hard: float, abandoned: list[asyncio.Task[Any]]
+) -> None:
+    loop = asyncio.get_running_loop()
+    current = asyncio.current_task()
+    for _ in range(3):  # let finalizers scheduled by the check (e.g. async generators' aclose) run
+        await asyncio.sleep(0)
+    leftovers = [t for t in asyncio.all_tasks() if t is not current and not t.done() and t not in abandoned]
+    ours = {*ctx.spawned, *(t for t in leftovers if t.get_name() == _DRIVER)}
+    for t in leftovers:
+        t.cancel()
+    if leftovers:
+        await asyncio.wait(leftovers, timeout=_slice(hard))
+    for t in leftovers:
+        if not t.done():
+            abandoned.append(t)
+            run.problems.append(
+                f"task {t.get_name()!r} ({_coro_name(t)}) ignored cancellation and was abandoned"
+            )
+        else:
+            if not t.cancelled():
+                t.exception()  # retrieved: it is reported here, not by the loop later
+            if t not in ours:
+                run.problems.append(
+                    f"task {t.get_name()!r} ({_coro_name(t)}) was still running when the check ended; "
+                    "the suite cancelled it"
+                )
+    left_open = [agen for agen in ctx.asyncgens_since(0) if agen.ag_frame is not None and not agen.ag_running]
+    for agen in left_open:
+        run.problems.append(
+            f"async generator {asyncgen_name(agen)} was left open, never closed; the suite closed it"
+        )
+    await _bounded(loop.shutdown_asyncgens(), hard, run, abandoned, "closing async generators left open")
+    await _bounded(
+        loop.shutdown_default_executor(), hard, run, abandoned, "shutting down the default executor"
+    )
+
+
+async def _bounded(
+    coro: Coroutine[Any, Any, None],
+    hard: float,
+    run: IsolatedRun,
+    abandoned: list[asyncio.Task[Any]],
+    what: str,
+) -> None:
+    task = asyncio.get_running_loop().create_task(coro)
+    await asyncio.wait({task}, timeout=_slice(hard))
+    if not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=_MIN_SLICE)
+    if not task.done():
+        abandoned.append(task)
+        run.problems.append(f"{what} did not finish in time and was abandoned")
+    elif not task.cancelled() and task.exception() is not None:
+        run.problems.append(f"{what} raised {task.exception()!r}")
+
+
+def _slice(hard: float) -> float:
+    return max(_MIN_SLICE, hard - time.monotonic())
+
+
+def _coro_name(task: asyncio.Task[Any]) -> str:
+    coro = task.get_coro()
+    return getattr(coro, "__qualname__", None) or type(coro).__name__

@@ -1,0 +1,121 @@
+"""Scripted engine streams: exactly the items, pauses, blocks and errors a check wants, observed as they run.
+
+A *script* is a sequence of steps. :class:`Pause`, :class:`Block` and :class:`Fail` are commands; every
+other step is an item, yielded as it is (a ``str`` token, a completion, or anything else, to break the
+contract on purpose). :func:`scripted_stream` runs a script as a real async generator (what engines
+usually are) and records what happened in a :class:`StreamProbe`, so a manager check can assert, for
+instance, that no item was requested ahead of the consumer (SM-2) or that the engine stream was closed and
+its cleanup ran (SM-10).
+
+Requests are counted as a consumer sees them: ``probe.requests`` is the number of ``__anext__()`` calls the
+generator has begun, including the one that ends the stream. After the consumer has received token ``k``
+(1-based), a manager without read-ahead has made exactly ``k`` requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Block", "Fail", "Pause", "StreamProbe", "scripted_stream"]
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Sleep this many seconds (``asyncio.sleep``) before the next step."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Fail:
+    """Raise this exception (the very object) from the stream."""
+
+    error: BaseException
+
+
+@dataclass(frozen=True)
+class Block:
+    """Wait until :meth:`StreamProbe.release` is called (forever, if nobody calls it): an engine blocked
+    awaiting its next item from the network."""
+
+
+@dataclass
+class StreamProbe:
+    """What one scripted stream did. Read it; only :meth:`release` changes anything from outside.
+
+    :ivar requests: ``__anext__()`` calls begun (see the module docstring).
+    :ivar yielded: the items yielded, in order.
+    :ivar blocked: whether the stream is waiting at a :class:`Block` right now.
+    :ivar ended: the script ran to its end (the stream ended normally).
+    :ivar closed: the stream received ``GeneratorExit`` (``aclose()``, or finalization).
+    :ivar cancelled: the stream received ``CancelledError``.
+    :ivar raised: the exception the stream ended with (a :class:`Fail`'s, or one thrown in), if any.
+    :ivar cleanup_ran: the stream's ``finally`` block ran.
+    """
+
+    requests: int = 0
+    yielded: list[object] = field(default_factory=list[object])
+    blocked: bool = False
+    ended: bool = False
+    closed: bool = False
+    cancelled: bool = False
+    raised: BaseException | None = None
+    cleanup_ran: bool = False
+    _gate: asyncio.Event | None = field(default=None, repr=False)
+
+    def release(self) -> None:
+        """Let a stream waiting at a :class:`Block` (or reaching one later) go on."""
+        if self._gate is None:
+            self._gate = asyncio.Event()
+        self._gate.set()
+
+    async def wait_for_release(self) -> None:
+        """What a :class:`Block` step does: wait until :meth:`release` (returns at once if it was called)."""
+        if self._gate is None:
+            self._gate = asyncio.Event()
+        self.blocked = True
+        try:
+            await self._gate.wait()
+        finally:
+            self.blocked = False
+
+
+async def scripted_stream(
+    script: Iterable[object], probe: StreamProbe | None = None, *, pause: float | None = 0.0
+) -> AsyncGenerator[Any, None]:
+    """Run ``script`` as an async generator, recording into ``probe``.
+
+    :param pause: seconds to ``asyncio.sleep`` before each item (``0``: one event-loop turn, as a network
+        read would take; ``None``: none, the stream then never suspends between items).
+    """
+    probe = StreamProbe() if probe is None else probe
+    probe.requests += 1
+    try:
+        for step in script:
+            if isinstance(step, Pause):
+                await asyncio.sleep(step.seconds)
+            elif isinstance(step, Block):
+                await probe.wait_for_release()
+            elif isinstance(step, Fail):
+                raise step.error
+            else:
+                if pause is not None:
+                    await asyncio.sleep(pause)
+                probe.yielded.append(step)
+                yield step
+                probe.requests += 1
+        probe.ended = True
+    except GeneratorExit:
+        probe.closed = True
+        raise
+    except asyncio.CancelledError:
+        probe.cancelled = True
+        raise
+    except BaseException as exc:
+        probe.raised = exc
+        raise
+    finally:
+        probe.cleanup_ran = True

@@ -1,0 +1,22 @@
+"""Shared fixtures of the conformance suite's own tests.
+
+Test modules import their helpers relatively (``from ._engines import ...``): with ``--import-mode=importlib``
+pytest imports ``conformance/tests`` as the namespace package ``conformance.tests``, which is also the name
+mypy gives it, and the name reproduction snippets import broken engines by.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture
+def no_new_threads() -> Iterator[None]:
+    """Fail the test if a thread started during it is still running at its end."""
+    before = set(threading.enumerate())
+    yield
+    left = [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
+    assert not left, f"threads left running: {left}"
