@@ -9,9 +9,13 @@ and ``TaskGroup`` working: on 3.11+ the task's ``cancelling()`` count is restore
 from __future__ import annotations
 
 import asyncio
-from typing import Final
+import gc
+import types
+from typing import Any, Final
 
-__all__ = ["STOP_MESSAGE", "cancelling", "interrupt", "settle"]
+__all__ = ["STOP_MESSAGE", "cancelling", "interrupt", "settle", "stepping_task"]
+
+_MAX_AWAIT_DEPTH: Final = 256
 
 STOP_MESSAGE: Final = "lmstream: the stream was stopped with aclose()"
 """The message of the cancellation a stop sends; never seen by a consumer."""
@@ -21,6 +25,50 @@ def cancelling(task: asyncio.Task[object]) -> int:
     """How many cancellation requests are pending on ``task`` (always 0 on 3.10, which does not count)."""
     count = getattr(task, "cancelling", None)
     return count() if count is not None else 0
+
+
+def stepping_task(gen: object, hint: asyncio.Task[Any] | None) -> asyncio.Task[Any] | None:
+    """The task whose current step runs ``gen``, an async generator suspended in an await, or ``None``.
+
+    Usually ``hint``, the task that took the first step; but each step may run in a task of its own
+    (``asyncio.wait_for(anext(it), t)`` wraps the step in a new task on 3.10 and 3.11). Found by following
+    each task's chain of awaits down to ``gen``; called by a stop only, never per token.
+    """
+    if hint is not None and not hint.done() and _awaits(hint.get_coro(), gen):
+        return hint
+    current = asyncio.current_task()
+    for task in asyncio.all_tasks():
+        if task is not hint and task is not current and not task.done() and _awaits(task.get_coro(), gen):
+            return task
+    return None
+
+
+def _awaits(awaitable: object, target: object) -> bool:
+    """Whether the chain of awaits from ``awaitable`` (coroutines, generators, async generators) gets to
+    ``target``."""
+    node: object = awaitable
+    for _ in range(_MAX_AWAIT_DEPTH):
+        if node is target:
+            return True
+        following: object = getattr(node, "cr_await", None) or getattr(node, "gi_yieldfrom", None)
+        following = following or getattr(node, "ag_await", None)
+        if following is None:
+            if _is_generator(node):
+                return False  # suspended at a bare yield: the chain ends here
+            # The awaitable of an async generator's asend()/athrow(), or of anext(), exposes nothing; the
+            # generator it steps is among its referents.
+            referents: list[object] = gc.get_referents(node)
+            if any(r is target for r in referents):
+                return True
+            following = next((r for r in referents if _is_generator(r)), None)
+            if following is None:
+                return False
+        node = following
+    return False
+
+
+def _is_generator(obj: object) -> bool:
+    return isinstance(obj, types.CoroutineType | types.GeneratorType | types.AsyncGeneratorType)
 
 
 def interrupt(task: asyncio.Task[object]) -> None:

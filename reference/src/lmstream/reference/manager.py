@@ -159,7 +159,9 @@ class StreamManager(Generic[C]):
         self._gen_ref: weakref.ref[AsyncGenerator[str, None]] | None = None
         self._iterator: AsyncIterator[Any] | None = None
         self._buffer: io.StringIO | None = None
-        self._driver: asyncio.Task[Any] | None = None
+        # Weakly, like the iterator: a task whose coroutine is one of our steps (wait_for(anext(it)) on
+        # 3.10/3.11) references the iterator, and must not keep it alive through us (SM-10).
+        self._driver: weakref.ref[asyncio.Task[Any]] | None = None
         self._cancel_base = 0
         self._stop_reason: StreamState | None = None
         self._stop_cancel: asyncio.Task[Any] | None = None
@@ -202,6 +204,12 @@ class StreamManager(Generic[C]):
             raise StreamConsumedError()
         self._claimed = True
         gen = self._iterate()
+        # Run it to its priming yield (nothing is requested yet): from now on, closing the iterator, even
+        # before its first step, runs _iterate's exit path, so no result waits for an iterator nobody steps.
+        try:  # noqa: SIM105  # once per iteration: a bare try costs nothing, contextlib.suppress() does
+            gen.asend(None).send(None)
+        except StopIteration:
+            pass
         # Weakly: a handle kept for a stop must not keep an abandoned iterator alive (SM-10).
         self._gen_ref = weakref.ref(gen, partial(StreamManager._iterator_dropped, weakref.ref(self)))
         return gen
@@ -249,12 +257,21 @@ class StreamManager(Generic[C]):
     # ------------------------------------------------------------------ the stream itself
     async def _iterate(self) -> AsyncGenerator[str, None]:
         """The one iteration of the engine stream; every exit publishes the result exactly once."""
+        try:
+            yield ""  # the priming step, taken by __aiter__; never handed to the consumer
+        except BaseException:
+            # Before its first step, the iterator was closed or finalized (SM-10), or an exception was
+            # thrown into it: a cancelled first step that ran in a task of its own (SM-11).
+            await self._finish_early(StreamState.INCOMPLETE, None)
+            raise
         if self._phase is not _Phase.IDLE or self._stopping():
             await self._wait_done()  # stopped before the first step (SM-25): nothing to hand out
             return
-        task = self._driver = asyncio.current_task()
-        if task is not None:
-            self._cancel_base = _cancel.cancelling(task)
+        driver = asyncio.current_task()
+        if driver is not None:
+            self._driver = weakref.ref(driver)
+            self._cancel_base = _cancel.cancelling(driver)
+        del driver  # no local of this generator may reference the task: it can reference us (a cycle)
         self._state = StreamState.STREAMING
         buffer = self._buffer = io.StringIO()
         write = buffer.write
@@ -280,31 +297,37 @@ class StreamManager(Generic[C]):
                     write = _refuse_token
                     continue
                 yield item  # write() accepted it, so it is a str
+        # The exits below run in the task of the step that ends the stream, which is not always the task
+        # that took the first step (see _cancel.stepping_task): a stop's cancel is settled in that task.
         except GeneratorExit:
             # The consumer closed this iterator, or it was finalized after a break (SM-10).
-            await self._finish_early(StreamState.INCOMPLETE, task)
+            await self._finish_early(StreamState.INCOMPLETE, asyncio.current_task())
             raise
         except asyncio.CancelledError as exc:
-            real = self._settle_stop_cancel(task, exc)
-            await self._finish_early(StreamState.INCOMPLETE, task)
+            real = self._settle_stop_cancel(asyncio.current_task(), exc)
+            await self._finish_early(StreamState.INCOMPLETE, asyncio.current_task())
             if real:
                 raise  # SM-11 (and SM-26: a real cancellation keeps priority over a stop)
             return  # a stop interrupted the engine: the consumer's loop just ends (SM-24)
         except BaseException as exc:
             if self._stop_reason is not None:
                 # The engine reacted to being closed under a stop (e.g. "already running"); the stop decides.
-                await self._finish_early(StreamState.INCOMPLETE, task)
+                await self._finish_early(StreamState.INCOMPLETE, asyncio.current_task())
                 return
             await self._fail(exc)
             raise
         if self._stop_reason is not None:  # the stop closed the engine, which then ended
-            await self._finish_early(StreamState.INCOMPLETE, task)
+            await self._finish_early(StreamState.INCOMPLETE, asyncio.current_task())
             return
         await self._complete(completion)
 
     async def _complete(self, completion: object) -> None:
         """The engine stream ended normally: build the completion, run ``after``, publish (SM-4, SM-13)."""
         self._phase = _Phase.ENDING
+        ender = asyncio.current_task()  # the task of the last step, which runs after (see _stop)
+        if ender is not None:
+            self._driver = weakref.ref(ender)
+        del ender
         buffer = self._buffer
         assert buffer is not None
         try:
@@ -383,26 +406,37 @@ class StreamManager(Generic[C]):
                 self._stop_text = self._buffer.getvalue()
                 self._buffer.close()
             gen = self._gen_ref() if self._gen_ref is not None else None
-            driver = self._driver
-            if self._phase is _Phase.IDLE or gen is None or driver is None:
+            driver = self._driving_task()
+            if self._phase is _Phase.IDLE or gen is None:
                 await self._finish_early(reason, None)  # nothing is running: close it here (SM-25)
             elif getattr(gen, "ag_await", None) is not None:
-                if driver is not current:  # blocked on the lock or the engine: interrupt it (SM-24)
-                    self._interrupt(driver)
+                # A step is blocked on the lock or the engine: interrupt the task running it (SM-24), which
+                # is the driver unless the steps run in tasks of their own. A stop from inside the step
+                # itself cannot interrupt it; the step's next write() refuses its token.
+                stepping = _cancel.stepping_task(gen, driver)
+                if stepping is not None and stepping is not current:
+                    self._interrupt(stepping)
             else:
                 # The consumer is in its own loop body (or left the iterator to be finalized): close the
                 # engine from here; its next step finds the stream stopped.
                 await self._finish_early(reason, None)
-        if self._driver is not current:  # the driver cannot wait for itself (a stop from inside after)
+        if self._driving_task() is not current:  # the driver cannot wait for itself (stop from inside after)
             await self._wait_done()
+
+    def _driving_task(self) -> asyncio.Task[Any] | None:
+        return self._driver() if self._driver is not None else None
 
     def _stopping(self) -> bool:
         # A method, not an inline test, so that type checkers do not narrow the attribute across awaits.
         return self._stop_reason is not None
 
-    def _interrupt(self, driver: asyncio.Task[Any]) -> None:
-        self._stop_cancel = driver
-        _cancel.interrupt(driver)
+    def _interrupt(self, task: asyncio.Task[Any]) -> None:
+        self._stop_cancel = task
+        if task is not self._driving_task():
+            # A later step's own task: its count now is the base (the driver's is kept from the start of
+            # its iteration, so a real cancellation that reached it since is still reported).
+            self._cancel_base = _cancel.cancelling(task)
+        _cancel.interrupt(task)
 
     def _settle_stop_cancel(self, task: asyncio.Task[Any] | None, exc: BaseException | None) -> bool:
         """Undo a stop's cancel of ``task``; whether a real cancellation is (also) pending."""
@@ -447,9 +481,10 @@ class StreamManager(Generic[C]):
     def _iterator_dropped(
         manager_ref: weakref.ref[StreamManager[Any]], _gen_ref: weakref.ref[AsyncGenerator[str, None]]
     ) -> None:
-        """The manager's iterator was garbage-collected. A started one was closed by the event loop's
-        async-generator finalizer (so the stream is already ending); one dropped before its first step never
-        ran, so nothing else will end the stream: do it here (SM-10)."""
+        """The manager's iterator was garbage-collected. One that took a step was closed by the event loop's
+        async-generator finalizer (so the stream is already ending). One dropped before its first step is
+        ended here at once (SM-10): the finalizer (when the iterator was taken under a running loop) then
+        finds it ended, and without a running loop nothing else would end it."""
         manager = manager_ref()
         if manager is None or manager._phase is not _Phase.IDLE or manager._stop_reason is not None:
             return
