@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import types
+from types import AsyncGeneratorType
 from typing import Any, Final
 
-__all__ = ["STOP_MESSAGE", "cancelling", "interrupt", "settle", "stepping_task"]
+__all__ = ["STOP_MESSAGE", "cancelling", "interrupt", "runs_in_current_stack", "settle", "stepping_task"]
 
 _MAX_AWAIT_DEPTH: Final = 256
 
@@ -27,20 +29,31 @@ def cancelling(task: asyncio.Task[object]) -> int:
     return count() if count is not None else 0
 
 
-def stepping_task(gen: object, hint: asyncio.Task[Any] | None) -> asyncio.Task[Any] | None:
+def stepping_task(gen: object) -> asyncio.Task[Any] | None:
     """The task whose current step runs ``gen``, an async generator suspended in an await, or ``None``.
 
-    Usually ``hint``, the task that took the first step; but each step may run in a task of its own
-    (``asyncio.wait_for(anext(it), t)`` wraps the step in a new task on 3.10 and 3.11). Found by following
-    each task's chain of awaits down to ``gen``; called by a stop only, never per token.
+    Found by following each task's chain of awaits down to ``gen``; each step may run in a task of its
+    own (``asyncio.wait_for(anext(it), t)`` wraps the step in a new task on 3.10 and 3.11). Called by a
+    stop only, never per token, so nothing is recorded while streaming.
     """
-    if hint is not None and not hint.done() and _awaits(hint.get_coro(), gen):
-        return hint
     current = asyncio.current_task()
     for task in asyncio.all_tasks():
-        if task is not hint and task is not current and not task.done() and _awaits(task.get_coro(), gen):
+        if task is not current and not task.done() and _awaits(task.get_coro(), gen):
             return task
     return None
+
+
+def runs_in_current_stack(gen: AsyncGeneratorType[Any, Any] | object) -> bool:
+    """Whether ``gen``'s frame is executing below the caller (a stop called from inside its own step)."""
+    frame = getattr(gen, "ag_frame", None)
+    if frame is None:
+        return False
+    caller = inspect.currentframe()
+    while caller is not None:
+        if caller is frame:
+            return True
+        caller = caller.f_back
+    return False
 
 
 def _awaits(awaitable: object, target: object) -> bool:

@@ -96,7 +96,6 @@ class StreamManager(Generic[C]):
         "_cancel_base",
         "_claimed",
         "_done",
-        "_driver",
         "_error",
         "_error_tb",
         "_gen_ref",
@@ -107,6 +106,7 @@ class StreamManager(Generic[C]):
         "_result",
         "_role",
         "_source",
+        "_starter",
         "_state",
         "_stop_cancel",
         "_stop_reason",
@@ -159,9 +159,9 @@ class StreamManager(Generic[C]):
         self._gen_ref: weakref.ref[AsyncGenerator[str, None]] | None = None
         self._iterator: AsyncIterator[Any] | None = None
         self._buffer: io.StringIO | None = None
-        # Weakly, like the iterator: a task whose coroutine is one of our steps (wait_for(anext(it)) on
-        # 3.10/3.11) references the iterator, and must not keep it alive through us (SM-10).
-        self._driver: weakref.ref[asyncio.Task[Any]] | None = None
+        # The task that began the iteration, weakly (it may reference the iterator, which must not be kept
+        # alive through us, SM-10), and its cancelling() count then: see _interrupt.
+        self._starter: weakref.ref[asyncio.Task[Any]] | None = None
         self._cancel_base = 0
         self._stop_reason: StreamState | None = None
         self._stop_cancel: asyncio.Task[Any] | None = None
@@ -267,11 +267,11 @@ class StreamManager(Generic[C]):
         if self._phase is not _Phase.IDLE or self._stopping():
             await self._wait_done()  # stopped before the first step (SM-25): nothing to hand out
             return
-        driver = asyncio.current_task()
-        if driver is not None:
-            self._driver = weakref.ref(driver)
-            self._cancel_base = _cancel.cancelling(driver)
-        del driver  # no local of this generator may reference the task: it can reference us (a cycle)
+        starter = asyncio.current_task()
+        if starter is not None:
+            self._starter = weakref.ref(starter)
+            self._cancel_base = _cancel.cancelling(starter)
+        del starter  # no local of this generator may reference the task: it can reference us (a cycle)
         self._state = StreamState.STREAMING
         buffer = self._buffer = io.StringIO()
         write = buffer.write
@@ -297,8 +297,8 @@ class StreamManager(Generic[C]):
                     write = _refuse_token
                     continue
                 yield item  # write() accepted it, so it is a str
-        # The exits below run in the task of the step that ends the stream, which is not always the task
-        # that took the first step (see _cancel.stepping_task): a stop's cancel is settled in that task.
+        # The exits below run in the task of the step that ends the stream (each step may run in a task of
+        # its own): a stop's cancel is settled in that task.
         except GeneratorExit:
             # The consumer closed this iterator, or it was finalized after a break (SM-10).
             await self._finish_early(StreamState.INCOMPLETE, asyncio.current_task())
@@ -324,10 +324,6 @@ class StreamManager(Generic[C]):
     async def _complete(self, completion: object) -> None:
         """The engine stream ended normally: build the completion, run ``after``, publish (SM-4, SM-13)."""
         self._phase = _Phase.ENDING
-        ender = asyncio.current_task()  # the task of the last step, which runs after (see _stop)
-        if ender is not None:
-            self._driver = weakref.ref(ender)
-        del ender
         buffer = self._buffer
         assert buffer is not None
         try:
@@ -399,43 +395,44 @@ class StreamManager(Generic[C]):
         """Stop the stream with ``reason`` (stopped for :meth:`aclose`; incomplete when a round is left)."""
         if self._state.is_terminal:
             return
-        current = asyncio.current_task()
+        gen = self._gen_ref() if self._gen_ref is not None else None
+        # A stop from inside the manager's own step (from after, or from the engine's code) can neither
+        # interrupt that step nor wait for it: the step's next write() refuses its token, or after ends.
+        inside = gen is not None and _cancel.runs_in_current_stack(gen)
         if self._stop_reason is None and self._phase in (_Phase.IDLE, _Phase.LOCKING, _Phase.READING):
             self._stop_reason = reason
             if self._buffer is not None:  # snapshot and close: any later write() refuses its token
                 self._stop_text = self._buffer.getvalue()
                 self._buffer.close()
-            gen = self._gen_ref() if self._gen_ref is not None else None
-            driver = self._driving_task()
             if self._phase is _Phase.IDLE or gen is None:
                 await self._finish_early(reason, None)  # nothing is running: close it here (SM-25)
             elif getattr(gen, "ag_await", None) is not None:
-                # A step is blocked on the lock or the engine: interrupt the task running it (SM-24), which
-                # is the driver unless the steps run in tasks of their own. A stop from inside the step
-                # itself cannot interrupt it; the step's next write() refuses its token.
-                stepping = _cancel.stepping_task(gen, driver)
-                if stepping is not None and stepping is not current:
+                # A step is blocked on the lock or the engine: interrupt the task running it (SM-24). It is
+                # found now, not recorded per stream: each step may run in a task of its own.
+                stepping = None if inside else _cancel.stepping_task(gen)
+                if stepping is not None:
                     self._interrupt(stepping)
             else:
                 # The consumer is in its own loop body (or left the iterator to be finalized): close the
                 # engine from here; its next step finds the stream stopped.
                 await self._finish_early(reason, None)
-        if self._driving_task() is not current:  # the driver cannot wait for itself (stop from inside after)
+        if not inside:
             await self._wait_done()
-
-    def _driving_task(self) -> asyncio.Task[Any] | None:
-        return self._driver() if self._driver is not None else None
 
     def _stopping(self) -> bool:
         # A method, not an inline test, so that type checkers do not narrow the attribute across awaits.
         return self._stop_reason is not None
 
     def _interrupt(self, task: asyncio.Task[Any]) -> None:
-        self._stop_cancel = task
-        if task is not self._driving_task():
-            # A later step's own task: its count now is the base (the driver's is kept from the start of
-            # its iteration, so a real cancellation that reached it since is still reported).
+        """Cancel the task running the blocked step, so that the stop does not wait for the engine.
+
+        What the task's ``cancelling()`` count was when the iteration began is the base a real
+        cancellation is told apart by (SM-26); a later step running in a task of its own has its count now.
+        """
+        starter = self._starter() if self._starter is not None else None
+        if task is not starter:
             self._cancel_base = _cancel.cancelling(task)
+        self._stop_cancel = task
         _cancel.interrupt(task)
 
     def _settle_stop_cancel(self, task: asyncio.Task[Any] | None, exc: BaseException | None) -> bool:
@@ -459,7 +456,8 @@ class StreamManager(Generic[C]):
         self._error_tb = error.__traceback__ if error is not None else None
         self._state = state
         self._phase = _Phase.DONE
-        self._buffer = self._iterator = self._source = self._driver = self._after = None
+        self._buffer = self._iterator = self._source = self._after = None
+        self._gen_ref = None  # the iterator's death no longer matters: no callback then
         self._stop_text = ""
         if self._done is not None:
             self._done.set()
