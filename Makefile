@@ -39,6 +39,7 @@ mypy: $(STAMP)
 	done
 	echo "mypy --strict docs and benchmarks"; $(BIN)/mypy docs/conf.py docs/_ext docs/tests reference/bench
 	echo "mypy --strict --python-version 3.10 docs"; $(BIN)/mypy --python-version 3.10 docs/conf.py docs/_ext
+	echo "mypy --strict the guides' example modules"; MYPYPATH=docs/guides/examples $(BIN)/mypy -m my_engines -m chat_app -m test_my_engine
 
 pyright: $(STAMP)
 	$(BIN)/pyright

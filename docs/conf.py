@@ -13,6 +13,9 @@ from pathlib import Path
 # The extensions in docs/_ext import one another relatively, so they are loaded as the namespace package
 # ``docs._ext`` from the repository root: the same name docs/tests and the type checkers use.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The guides' example modules (my_engines, ...) are imported by their doctests under their own names, as a
+# reader's modules would be, e.g. ``lmstream check engine my_engines:ChunkEngine``.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "guides" / "examples"))
 
 from lmstream.spec import REQUIREMENTS, SPEC_VERSION
 
@@ -32,6 +35,7 @@ extensions = [
     "docs._ext.traceability",  # lmstream-traceability
     "docs._ext.api",  # lmstream-api
     "docs._ext.resolve",  # references by defining path (asyncio.locks.Lock) reach the documented name
+    "docs._ext.typingcases",  # lmstream-typing-cases
 ]
 
 rst_prolog = f"""
@@ -53,6 +57,13 @@ intersphinx_mapping = {
         "_intersphinx/typing_extensions.inv",
     ),
 }
+
+# Doctests (the guides) share this setup. Examples that need the conformance suite's manager checks carry
+# ``:skipif: not MANAGER_CHECKS``: skipped in a checkout without them, run (and held to) once they exist.
+doctest_global_setup = """
+from lmstream.conformance import TargetKind as _TargetKind, checks_for as _checks_for
+MANAGER_CHECKS = bool(_checks_for(_TargetKind.MANAGER))
+"""
 
 nitpicky = True
 nitpick_ignore_regex = [
