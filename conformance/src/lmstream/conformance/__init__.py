@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .checks import CHECKS, check, checks_for, get_check
 from .context import CheckContext, CheckTimeout
 from .describe import describe_exception, describe_items, script, seconds
+from .explore import ExplorationFailure, Explored, explore_manager, replay_manager
 from .links import DOCS_BASE, DOCS_BASE_ENV, spec_url
 from .model import SUITE_VERSION, Check, CheckFailure, CheckResult, CheckSkipped, Outcome, Report, TargetKind
 from .prompt import STANDARD_PROMPT, STANDARD_PROMPT_TEXT
@@ -61,6 +62,8 @@ __all__ = [
     "CheckTimeout",
     "EngineConformance",
     "EngineTarget",
+    "ExplorationFailure",
+    "Explored",
     "Fail",
     "LmstreamWarning",
     "ManagerConformance",
@@ -84,6 +87,7 @@ __all__ = [
     "describe_exception",
     "describe_items",
     "engine_target",
+    "explore_manager",
     "format_failure",
     "get_check",
     "load_object",
@@ -91,6 +95,7 @@ __all__ = [
     "render_json",
     "render_junit",
     "render_text",
+    "replay_manager",
     "resolve_target",
     "round_target",
     "run_check",

@@ -189,6 +189,16 @@ class ManagerConformance(_Conformance):
     or define ``make_factory()``."""
 
     kind = TargetKind.MANAGER
+    explore_examples: ClassVar[int] = 0
+    """Examples of the hypothesis exploration of the manager's life (:func:`~lmstream.conformance.
+    explore_manager`), collected as one more test, ``test_explore_lifecycle``; 0 (the default): off."""
+    explore_seed: ClassVar[int | None] = 0
+    """The exploration's seed (``None``: a new one each run)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.explore_examples > 0 and "test_explore_lifecycle" not in cls.__dict__:
+            setattr(cls, "test_explore_lifecycle", _explore_lifecycle)  # noqa: B010  # a generated test
 
     def make_factory(self) -> object:
         """The manager factory; default: the ``factory`` attribute."""
@@ -196,6 +206,22 @@ class ManagerConformance(_Conformance):
 
     def lmstream_target(self) -> object:
         return self.make_factory()
+
+
+def _explore_lifecycle(self: ManagerConformance) -> None:
+    """The manager's life explored as a hypothesis state machine (opt in: ``explore_examples = N``)."""
+    from .explore import ExplorationFailure, explore_manager
+
+    owner = type(self)
+    failure: str | None = None
+    try:
+        explore_manager(self.make_factory(), max_examples=owner.explore_examples, seed=owner.explore_seed)
+    except ExplorationFailure as exc:
+        failure = str(exc)
+    except RuntimeError as exc:  # hypothesis is not installed; the message says how to install it
+        pytest.skip(str(exc))
+    if failure is not None:
+        pytest.fail(f"lmstream exploration: {failure}", pytrace=False)
 
 
 class RoundConformance(_Conformance):
