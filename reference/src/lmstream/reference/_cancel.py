@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import sys
 import types
 from types import AsyncGeneratorType
 from typing import Any, Final
@@ -23,10 +24,17 @@ STOP_MESSAGE: Final = "lmstream: the stream was stopped with aclose()"
 """The message of the cancellation a stop sends; never seen by a consumer."""
 
 
-def cancelling(task: asyncio.Task[object]) -> int:
-    """How many cancellation requests are pending on ``task`` (always 0 on 3.10, which does not count)."""
-    count = getattr(task, "cancelling", None)
-    return count() if count is not None else 0
+if sys.version_info >= (3, 11):
+
+    def cancelling(task: asyncio.Task[Any]) -> int:
+        """How many cancellation requests are pending on ``task`` (always 0 on 3.10, which does not count)."""
+        return task.cancelling()
+
+else:
+
+    def cancelling(task: asyncio.Task[Any]) -> int:
+        """How many cancellation requests are pending on ``task`` (always 0 on 3.10, which does not count)."""
+        return 0
 
 
 def stepping_task(gen: object) -> asyncio.Task[Any] | None:

@@ -21,7 +21,6 @@ import enum
 import io
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Generator
-from functools import partial
 from types import TracebackType
 from typing import Any, Generic, TypeVar, overload
 
@@ -44,10 +43,6 @@ __all__ = ["StreamManager"]
 
 C = TypeVar("C", bound=Completion, covariant=True)
 E = TypeVar("E", bound=Completion)
-
-# Tasks started to finish streams whose iterator was dropped unstarted; held here so they are not
-# garbage-collected while pending (the event loop keeps only weak references to tasks).
-_CLEANUP_TASKS: set[asyncio.Task[None]] = set()
 
 
 class _Phase(enum.Enum):
@@ -143,9 +138,10 @@ class StreamManager(Generic[C]):
         lock: asyncio.Lock | None = None,
         build_completion: Callable[[Any, str], Any] = build_completion,
     ) -> None:
-        error = check_stream(stream_iter)
-        if error is not None:
-            raise error
+        if not callable(getattr(type(stream_iter), "__aiter__", None)):  # ES-1; the full test only on failure
+            error = check_stream(stream_iter)
+            if error is not None:
+                raise error
         self._role = role
         # Any, not object: the hot loop yields its items as they are; a cast() would cost a call per token.
         self._source: AsyncIterable[Any] | None = stream_iter
@@ -211,7 +207,7 @@ class StreamManager(Generic[C]):
         except StopIteration:
             pass
         # Weakly: a handle kept for a stop must not keep an abandoned iterator alive (SM-10).
-        self._gen_ref = weakref.ref(gen, partial(StreamManager._iterator_dropped, weakref.ref(self)))
+        self._gen_ref = weakref.ref(gen)
         return gen
 
     async def completion(self) -> C:
@@ -319,13 +315,9 @@ class StreamManager(Generic[C]):
         if self._stop_reason is not None:  # the stop closed the engine, which then ended
             await self._finish_early(StreamState.INCOMPLETE, asyncio.current_task())
             return
-        await self._complete(completion)
-
-    async def _complete(self, completion: object) -> None:
-        """The engine stream ended normally: build the completion, run ``after``, publish (SM-4, SM-13)."""
+        # The engine stream ended normally: build the completion, run after, publish (SM-4, SM-13). Inline,
+        # not a method: a coroutine per stream is a visible share of a short stream's cost.
         self._phase = _Phase.ENDING
-        buffer = self._buffer
-        assert buffer is not None
         try:
             if completion is None:
                 completion = self._build(self._role, buffer.getvalue())
@@ -474,27 +466,6 @@ class StreamManager(Generic[C]):
             raise self._error.with_traceback(self._error_tb)
         assert self._result is not None
         return self._result
-
-    @staticmethod
-    def _iterator_dropped(
-        manager_ref: weakref.ref[StreamManager[Any]], _gen_ref: weakref.ref[AsyncGenerator[str, None]]
-    ) -> None:
-        """The manager's iterator was garbage-collected. One that took a step was closed by the event loop's
-        async-generator finalizer (so the stream is already ending). One dropped before its first step is
-        ended here at once (SM-10): the finalizer (when the iterator was taken under a running loop) then
-        finds it ended, and without a running loop nothing else would end it."""
-        manager = manager_ref()
-        if manager is None or manager._phase is not _Phase.IDLE or manager._stop_reason is not None:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop: the engine stream cannot be closed; release and publish
-            manager._phase = _Phase.CLEANUP
-            manager._publish(StreamState.INCOMPLETE, error=StreamIncompleteError(""))
-            return
-        task = loop.create_task(manager._finish_early(StreamState.INCOMPLETE, None))
-        _CLEANUP_TASKS.add(task)
-        task.add_done_callback(_CLEANUP_TASKS.discard)
 
 
 async def _finished(message: Message) -> AsyncGenerator[str | BuiltCompletion, None]:
