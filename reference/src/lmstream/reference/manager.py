@@ -10,8 +10,11 @@ undone afterwards), or, when the consumer is busy in its own loop body, closes t
 way the text buffer is snapshotted and closed first, so no token is handed on after a stop.
 
 Every exit path funnels into :meth:`StreamManager._finish_early` (consumer left, cancellation, stop),
-:meth:`StreamManager._fail` (engine error, protocol error) or :meth:`StreamManager._complete`, each of
-which closes what must be closed, releases the lock once and publishes the one result.
+:meth:`StreamManager._fail` (engine error, protocol error) or the normal end at the bottom of
+:meth:`StreamManager._iterate`, each of which closes what must be closed, releases the lock once and
+publishes the one result. ``__aiter__`` runs the iterator to a priming ``yield`` before handing it out,
+so that the event loop's async-generator finalizer (or an explicit ``aclose()``) runs that exit path
+even for an iterator abandoned before its first step.
 """
 
 from __future__ import annotations
@@ -449,7 +452,7 @@ class StreamManager(Generic[C]):
         self._state = state
         self._phase = _Phase.DONE
         self._buffer = self._iterator = self._source = self._after = None
-        self._gen_ref = None  # the iterator's death no longer matters: no callback then
+        self._gen_ref = None  # a stop no longer needs to find the iterator
         self._stop_text = ""
         if self._done is not None:
             self._done.set()
