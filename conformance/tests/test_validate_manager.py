@@ -166,3 +166,23 @@ async def test_sm22_aclose_leaves_the_state_running() -> None:
     proxy = validate_manager(fake)
     assert isinstance(proxy, ValidatedStoppableManager)
     assert await _sm_error(proxy.aclose()) == "SM-22"
+
+
+async def test_a_stop_of_a_stream_a_waiter_drives_is_not_misjudged() -> None:
+    # Nobody iterates the proxy: completion() drives the stream (SM-6) and reads "a" where the proxy cannot
+    # see it. A stop then gives StreamIncompleteError("a"): SM-28 holds; the proxy must not say otherwise.
+    gate = asyncio.Event()
+
+    async def engine() -> AsyncGenerator[str, None]:
+        yield "a"
+        await gate.wait()
+        yield "b"
+
+    proxy = validate_manager(StreamManager(engine(), "assistant"))
+    waiter = asyncio.ensure_future(proxy.completion())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    await proxy.aclose()
+    with pytest.raises(StreamIncompleteError) as info:
+        await asyncio.wait_for(waiter, 5)
+    assert info.value.text == "a" and info.value.reason is StreamState.STOPPED

@@ -276,9 +276,9 @@ class _Consumer:
 class _Waiter:
     """A task awaiting the result, with what it got.
 
-    When nobody iterated the manager (a waiter drove the stream, SM-6), validate_manager()'s SM-28 text check
-    compares with the tokens *its* consumer saw, none; such an error is unwrapped (``unverified``) and its
-    text is judged against the engine's tokens instead.
+    When nobody iterated the manager (a waiter drove the stream, SM-6), validate_manager() cannot see the
+    tokens that waiter read, so a StreamIncompleteError it gets is marked ``unverified`` and its text is
+    judged against the engine's tokens instead.
     """
 
     def __init__(self, proxy: Any, method: str, unread: Callable[[], bool], *, final: bool = False) -> None:
@@ -294,12 +294,8 @@ class _Waiter:
     async def run(self) -> None:
         try:
             value = await _result(self.proxy, self.method)
-        except StreamProtocolError as exc:
-            cause = exc.__cause__
-            if exc.requirement_id == "SM-28" and isinstance(cause, StreamIncompleteError) and self.unread():
-                self.kind, self.value, self.unverified = "error", cause, True
-            else:
-                self.kind, self.value = "error", exc
+        except StreamIncompleteError as exc:
+            self.kind, self.value, self.unverified = "error", exc, self.unread()
             return
         except Exception as exc:
             self.kind, self.value = "error", exc
@@ -441,7 +437,7 @@ class _Run:
         return not self.released and any(isinstance(item, Block) for item in self.setup.script)
 
     def apply(self, action: str) -> None:
-        """Do one action (see :data:`ACTIONS`), let the loop turn as it says, then check the invariants."""
+        """Do one action (see ``ACTIONS``), let the loop turn as it says, then check the invariants."""
         name, _, turns = action.partition("+")
         if name not in ACTIONS or (turns and not turns.isdigit()):
             raise ValueError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}, or name+N")
@@ -948,7 +944,7 @@ def replay_manager(
     name: str | None = None,
 ) -> list[str]:
     """Run one example by hand: ``factory`` over an engine running ``script``, then ``actions`` in order
-    (see :data:`ACTIONS`), then the end of the story, with every check of :func:`explore_manager`.
+    (see ``ACTIONS``), then the end of the story, with every check of :func:`explore_manager`.
 
     Call it from synchronous code (it runs its own event loop).
 
@@ -1075,7 +1071,7 @@ def _run_machine(
         return machine.run is not None and machine.run.can_release
 
     class ManagerLife(RuleBasedStateMachine):
-        """One manager's life; the rules are the actions of :data:`ACTIONS`."""
+        """One manager's life; the rules are the actions of ``ACTIONS``."""
 
         def __init__(self) -> None:
             super().__init__()

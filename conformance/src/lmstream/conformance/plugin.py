@@ -190,8 +190,9 @@ class ManagerConformance(_Conformance):
 
     kind = TargetKind.MANAGER
     explore_examples: ClassVar[int] = 0
-    """Examples of the hypothesis exploration of the manager's life (:func:`~lmstream.conformance.
-    explore_manager`), collected as one more test, ``test_explore_lifecycle``; 0 (the default): off."""
+    """Examples of the hypothesis exploration of the manager's life
+    (:func:`~lmstream.conformance.explore_manager`), collected as one more test,
+    ``test_explore_lifecycle``; 0 (the default): off."""
     explore_seed: ClassVar[int | None] = 0
     """The exploration's seed (``None``: a new one each run)."""
 

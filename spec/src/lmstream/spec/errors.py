@@ -16,7 +16,8 @@ class StreamError(Exception):
 
 
 class StreamProtocolError(StreamError):
-    """An engine broke the engine-stream contract (ES-2 or ES-3, for instance).
+    """Something broke the lmstream contract: an engine (ES-2 or ES-3, raised by a manager, SM-9), or a
+    manager watched by ``lmstream.conformance.validate_manager`` (an ``SM-`` ID).
 
     :param requirement_id: the ID of the broken requirement, e.g. ``"ES-2"``.
     :param detail: what was observed, in one line.
@@ -24,8 +25,11 @@ class StreamProtocolError(StreamError):
     """
 
     requirement_id: str
+    """The ID of the broken requirement, e.g. ``"ES-2"``."""
     detail: str
+    """What was observed, in one line."""
     item: object
+    """The offending item, or ``None``."""
 
     def __init__(self, requirement_id: str, detail: str, *, item: object = None) -> None:
         self.requirement_id = requirement_id
@@ -58,13 +62,15 @@ class StreamIncompleteError(StreamError):
     """The stream ended without a completion because the consumer stopped early, was cancelled, or the
     manager was stopped with ``aclose()``.
 
-    :param text: exactly the text the consumer was given before the stop (the concatenation of the tokens).
+    :param text: exactly the text handed out before the stop (the concatenation of the tokens, SM-28).
     :param reason: :attr:`StreamState.INCOMPLETE` (the consumer stopped or was cancelled) or
         :attr:`StreamState.STOPPED` (``aclose()`` on the manager).
     """
 
     text: str
+    """Exactly the text handed out before the stop: the partial reply to save or show (SM-28)."""
     reason: StreamState
+    """Why the stream ended early: :attr:`StreamState.INCOMPLETE` or :attr:`StreamState.STOPPED`."""
 
     def __init__(self, text: str, reason: StreamState = StreamState.INCOMPLETE) -> None:
         if reason not in (StreamState.INCOMPLETE, StreamState.STOPPED):

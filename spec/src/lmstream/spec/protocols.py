@@ -7,8 +7,9 @@ Static checking (mypy, pyright) verifies member names *and* signatures. Runtime 
 ``isinstance`` (where a Protocol is ``runtime_checkable``) verifies only that each member *exists*:
 
 * it does not look at signatures, return types, or whether a method is a coroutine function;
-* on Python 3.10 and 3.11 it evaluates properties while looking (``hasattr``), so a property that raises
-  makes ``isinstance`` false; from 3.12 on it does not call them;
+* on Python 3.10 and 3.11 it evaluates properties while looking (``hasattr``): a property that raises
+  ``AttributeError`` makes ``isinstance`` false, and any other exception propagates out of ``isinstance``;
+  from 3.12 on it does not call them;
 * it never verifies behaviour. Behaviour is the job of :mod:`lmstream.conformance`.
 
 The generic Protocols take the completion type as a parameter; write ``Engine[Completion]`` for "any

@@ -104,8 +104,8 @@ _RULES: tuple[Requirement, ...] = (
         Level.MUST,
         _E,
         "the standard prompt's stream ends",
-        "For the conformance suite's standard prompt, the stream MUST end normally (StopAsyncIteration) "
-        "within the suite's timeout.",
+        "For the conformance suite's prompt (its standard prompt, or the one the engine's author gives "
+        "it), the stream MUST end normally (StopAsyncIteration) within the suite's timeout.",
         "A stream that never ends hangs every consumer; the standard prompt is short enough for any "
         "engine to answer quickly.",
     ),
@@ -359,7 +359,9 @@ _RULES: tuple[Requirement, ...] = (
         "aclose() from any task, any time, any number of times",
         "aclose() MUST be safe to await from any task, at any time (before, during and after iteration), "
         "any number of times, concurrently; every call MUST return only when the stop is complete: the "
-        "engine stream closed, the lock released and state terminal.",
+        "engine stream closed, the lock released and state terminal. (A call made from inside the "
+        "manager's own step, from after or from the engine's code, cannot wait for that step: it MUST "
+        "return without waiting, and the stop takes effect as SM-23 and SM-24 say.)",
         "Stop buttons are clicked twice, and stop requests race with the end of the stream.",
         _STOPPABLE,
     ),
@@ -432,7 +434,9 @@ _RULES: tuple[Requirement, ...] = (
         "the incomplete error says why and what",
         "StreamIncompleteError.reason MUST be StreamState.STOPPED when aclose() stopped the stream and "
         "StreamState.INCOMPLETE when the consumer stopped early or was cancelled, equal to the manager's "
-        "final state, and its text MUST be exactly the concatenation of the tokens the consumer received.",
+        "final state, and its text MUST be exactly the concatenation of the tokens the manager handed out "
+        "before the stop: those the consumer's loop received or, when a completion()/message()/await "
+        "call was driving the stream because nobody iterated it (SM-6), those that call read.",
         "The partial reply is saved or shown again; losing or inventing a token misrepresents what the "
         "user saw.",
         _STOPPABLE,
