@@ -1,0 +1,209 @@
+"""The manager checks of streams that fail: an engine error (SM-8) and an engine that breaks the stream
+contract (SM-9) must reach the consumer and every waiter, and nothing may hang.
+
+Waiters are started once the first token has reached the consumer (iteration is then under way, whatever
+the manager's design) and after the consumer's loop ended; all of them are then given
+:func:`~lmstream.conformance.checks._manager_support.waiter_bound` seconds, so a manager that strands them
+(kani's does, on an engine error) fails within the check's grace, and the message says how long it waited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from lmstream.conformance.context import CheckContext
+from lmstream.conformance.describe import describe_exception, describe_items
+from lmstream.conformance.model import CheckFailure, CheckSkipped, TargetKind
+from lmstream.conformance.scripted import Fail
+from lmstream.conformance.targets import ManagerTarget
+from lmstream.spec import StreamProtocolError, describe_item
+
+from ._manager_support import (
+    TOKENS,
+    Consumed,
+    Outcome,
+    Waiter,
+    build,
+    collect,
+    completion_for,
+    describe_waiters,
+    first_done,
+    manager_reproduction,
+    read_then_wait,
+    rejected_completion,
+    run_with_waiters,
+    spawn_labelled,
+)
+from ._registry import check
+
+__all__: list[str] = []
+
+_MANAGER = TargetKind.MANAGER
+
+
+class ScriptedEngineError(ConnectionResetError):
+    """The error the SM-8 scripts raise from the engine stream (a fresh object each time)."""
+
+
+# ---------------------------------------------------------------------------------------------- SM-8
+_SM8_EXPECTED = (
+    "if the engine raises E, the consumer's loop raises E (the same object), and every pending and later "
+    "completion()/message()/await raises E; nothing hangs"
+)
+
+
+@check(
+    "SM-8",
+    _MANAGER,
+    summary="an engine error mid-stream reaches the consumer and pending and later waiters, as that object",
+)
+async def engine_error_reaches_consumer_and_waiters(target: ManagerTarget, ctx: CheckContext) -> None:
+    error = ScriptedEngineError("the engine lost its connection")
+    script = (*TOKENS[:2], Fail(error), *TOKENS[2:])
+    built = await build(target, ctx, script)
+    seen, waiters = await run_with_waiters(ctx, built)
+    bound = await collect(ctx, waiters)
+    problems: list[str] = []
+    if seen.error is not error:
+        problems.append(f"the consumer's loop {_ended(seen, error)}")
+    bad = [w for w in waiters if w.outcome is None or w.outcome.error is not error]
+    if bad:
+        problems.append(describe_waiters(bad, bound))
+    if problems:
+        raise CheckFailure(
+            f"the engine raised {error!r} after 2 tokens: {'; '.join(problems)}",
+            expected=_SM8_EXPECTED,
+            reproduction=manager_reproduction(ctx, _repro_script(script), read_then_wait()),
+        )
+
+
+@check(
+    "SM-8",
+    _MANAGER,
+    summary="with nobody iterating, an engine error reaches every concurrent and later waiter",
+)
+async def engine_error_reaches_waiters_without_consumer(target: ManagerTarget, ctx: CheckContext) -> None:
+    error = ScriptedEngineError("the engine lost its connection")
+    script = (TOKENS[0], Fail(error))
+    built = await build(target, ctx, script)
+    waiters = spawn_labelled(ctx, built.manager, "concurrently, nobody iterating")
+    waited = await first_done(ctx, waiters)  # one of them drives the stream to its end
+    if any(w.task.done() for w in waiters):  # later callers come now
+        waiters += spawn_labelled(ctx, built.manager, "after the first one returned")
+        bound, since = await collect(ctx, waiters), "the first waiter returned"
+    else:  # none returned within the budget: they have had their time
+        await collect(ctx, waiters, timeout=0.0)
+        bound, since = waited, "they were started"
+    if built.probe.requests == 0:
+        raise CheckSkipped(
+            "waiters started before iteration never read the stream: "
+            f"{describe_waiters(waiters, bound, since=since)} (SM-6's check reports it)"
+        )
+    bad = [w for w in waiters if w.outcome is None or w.outcome.error is not error]
+    problems = [describe_waiters(bad, bound, since=since)] if bad else []
+    if problems:
+        raise CheckFailure(
+            f"the engine raised {error!r} after 1 token, nobody iterating: {'; '.join(problems)}",
+            expected=_SM8_EXPECTED,
+            reproduction=manager_reproduction(
+                ctx,
+                _repro_script(script),
+                [
+                    "calls = [manager.completion(), manager.message(), manager]",
+                    "tasks = [asyncio.ensure_future(call) for call in calls]",
+                    "await asyncio.wait(tasks, timeout=1)",
+                    "print([repr(t.exception()) if t.done() else 'still waiting' for t in tasks])",
+                ],
+            ),
+        )
+
+
+def _ended(seen: Consumed, wanted: BaseException) -> str:
+    if seen.error is None:
+        return f"ended normally after {len(seen.tokens)} token(s) instead of raising {wanted!r}"
+    cause = " (the engine's error is its cause)" if seen.error.__cause__ is wanted else ""
+    return f"raised {describe_exception(seen.error)}, not the engine's error itself{cause}"
+
+
+def _repro_script(script: Sequence[object]) -> list[object]:
+    """The script for a snippet: the scripted error as a plain ConnectionResetError (importable)."""
+    return [
+        Fail(ConnectionResetError(*s.error.args))
+        if isinstance(s, Fail) and isinstance(s.error, ScriptedEngineError)
+        else s
+        for s in script
+    ]
+
+
+# ---------------------------------------------------------------------------------------------- SM-9
+def _protocol_problems(seen: Consumed, waiters: Sequence[Waiter], rid: str, bad_item: object) -> list[str]:
+    problems: list[str] = []
+    if any(t is bad_item or not isinstance(t, str) for t in seen.tokens):
+        problems.append(f"the non-conforming item reached the consumer: {describe_items(seen.tokens)}")
+    error = seen.error
+    if not isinstance(error, StreamProtocolError) or error.requirement_id != rid:
+        found = "ended normally" if error is None else f"raised {describe_exception(error)}"
+        problems.append(f"the consumer's loop {found}, not a StreamProtocolError naming {rid}")
+    if any(not _protocol_error(w.outcome, rid) for w in waiters):
+        problems.append("|waiters|")
+    return problems
+
+
+def _protocol_error(outcome: Outcome | None, rid: str) -> bool:
+    return (
+        outcome is not None
+        and isinstance(outcome.error, StreamProtocolError)
+        and outcome.error.requirement_id == rid
+    )
+
+
+async def _judge_violation(
+    target: ManagerTarget,
+    ctx: CheckContext,
+    rid: str,
+    what: str,
+    script: tuple[object, ...],
+    bad_index: int,
+) -> None:
+    built = await build(target, ctx, script)
+    seen, waiters = await run_with_waiters(ctx, built)
+    skip = rejected_completion(built, seen.error, "SM-9") if rid == "ES-3" else None
+    if skip is not None:
+        raise skip
+    bound = await collect(ctx, waiters)
+    problems = _protocol_problems(seen, waiters, rid, script[bad_index])
+    if problems:
+        bad = [w for w in waiters if not _protocol_error(w.outcome, rid)]
+        text = "; ".join(describe_waiters(bad, bound) if p == "|waiters|" else p for p in problems)
+        raise CheckFailure(
+            f"the engine {what} ({describe_items(script)}): {text}",
+            expected=f"the consumer and every waiter get StreamProtocolError naming {rid}, and the "
+            "non-conforming item never reaches the consumer",
+            reproduction=manager_reproduction(ctx, script, read_then_wait()),
+        )
+
+
+@check(
+    "SM-9",
+    _MANAGER,
+    summary="bytes, None, an int, a dict or an exception yielded mid-stream: StreamProtocolError for all",
+)
+async def es2_violation_is_reported(target: ManagerTarget, ctx: CheckContext) -> None:
+    bad_items: list[object] = [b"lo", None, 7, {"text": "lo"}, ValueError("yielded, not raised")]
+    for bad in bad_items:
+        script = (TOKENS[0], bad, *TOKENS[1:])
+        await _judge_violation(target, ctx, "ES-2", f"yielded {describe_item(bad)}", script, 1)
+
+
+@check(
+    "SM-9",
+    _MANAGER,
+    summary="a token after the completion, or two completions, give everyone StreamProtocolError (ES-3)",
+)
+async def es3_violation_is_reported(target: ManagerTarget, ctx: CheckContext) -> None:
+    cases: dict[str, tuple[object, ...]] = {
+        "yielded a token after its completion": (TOKENS[0], completion_for(TOKENS[0]), TOKENS[1]),
+        "yielded two completions": (TOKENS[0], completion_for(TOKENS[0]), completion_for(TOKENS[0])),
+    }
+    for what, script in cases.items():
+        await _judge_violation(target, ctx, "ES-3", what, script, 2)
