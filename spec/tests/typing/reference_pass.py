@@ -33,6 +33,10 @@ async def engine_stream() -> AsyncIterator[str | MyCompletion]:
     yield MyCompletion(Msg("assistant", "hi"))
 
 
+async def token_stream() -> AsyncIterator[str]:
+    yield "hi"
+
+
 def my_completion(role: Any, text: str) -> MyCompletion:
     return MyCompletion(Msg(str(role), text))
 
@@ -56,6 +60,10 @@ async def cases() -> None:
     assert_type(await built.completion(), MyCompletion)
     as_protocol: StreamManager[MyCompletion] = built
     assert_type(await as_protocol, Message)
+
+    # A token-only engine: the completion is always the reference's own.
+    tokens_only = reference.StreamManager(token_stream(), "assistant")
+    assert_type(await tokens_only.completion(), reference.Completion)
 
     finished = reference.StreamManager.from_message(Msg("tool", "42"))
     assert_type(await finished.completion(), reference.Completion)

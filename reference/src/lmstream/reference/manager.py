@@ -113,6 +113,16 @@ class StreamManager(Generic[C]):
 
     @overload
     def __init__(
+        self: StreamManager[BuiltCompletion],
+        stream_iter: AsyncIterable[str],
+        role: Any,
+        *,
+        after: Callable[[BuiltCompletion], Awaitable[object]] | None = None,
+        lock: asyncio.Lock | None = None,
+    ) -> None: ...
+
+    @overload
+    def __init__(
         self: StreamManager[E | BuiltCompletion],
         stream_iter: AsyncIterable[str | E],
         role: Any,
