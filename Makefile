@@ -54,11 +54,13 @@ pytest: $(STAMP)
 
 test: lint typecheck imports pytest docs
 
-# The main job: the conformance suite against the bundled example engines (and, once its checks land,
-# the reference manager), each with its report.
+# The main job: the conformance suite against the bundled example engines, the reference manager and the
+# reference round stream, each with its report (--strict: SHOULD failures count too).
 demo: $(STAMP)
-	$(BIN)/lmstream check engine lmstream.conformance.examples:EchoEngine
-	$(BIN)/lmstream check engine lmstream.conformance.examples:ScriptedEngine
+	$(BIN)/lmstream check engine lmstream.conformance.examples:EchoEngine --strict
+	$(BIN)/lmstream check engine lmstream.conformance.examples:ScriptedEngine --strict
+	$(BIN)/lmstream check manager lmstream.reference:StreamManager --strict
+	$(BIN)/lmstream check round lmstream.reference:round_stream --strict
 
 bench: $(STAMP)
 	$(BIN)/python reference/bench/bench_manager.py
