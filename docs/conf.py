@@ -58,12 +58,6 @@ intersphinx_mapping = {
     ),
 }
 
-# Doctests (the guides) share this setup. Examples that need the conformance suite's manager checks carry
-# ``:skipif: not MANAGER_CHECKS``: skipped in a checkout without them, run (and held to) once they exist.
-doctest_global_setup = """
-from lmstream.conformance import TargetKind as _TargetKind, checks_for as _checks_for
-MANAGER_CHECKS = bool(_checks_for(_TargetKind.MANAGER))
-"""
 
 nitpicky = True
 nitpick_ignore_regex = [
