@@ -88,17 +88,15 @@ def _as_check(item: object, position: int) -> CheckLike:
     return cast("CheckLike", item)
 
 
-def load_checks() -> tuple[CheckLike, ...] | None:
-    """``lmstream.conformance.CHECKS``, imported now; ``None`` while the package does not define it yet.
+def load_checks() -> tuple[CheckLike, ...]:
+    """``lmstream.conformance.CHECKS``, imported now.
 
     An import error of the package is not hidden: the docs must not silently lose the table.
 
-    :raises TypeError: if ``CHECKS`` is not a sequence of checks.
+    :raises TypeError: if ``CHECKS`` is missing or is not a sequence of checks.
     """
     package = importlib.import_module(CONFORMANCE_PACKAGE)
     raw: object = getattr(package, "CHECKS", None)
-    if raw is None:
-        return None  # TRACEABILITY-FALLBACK: CHECKS has not landed yet
     if not isinstance(raw, (tuple, list)):
         raise TypeError(f"{CONFORMANCE_PACKAGE}.CHECKS is {type(raw).__name__}: expected a tuple of Check")
     items = cast("Sequence[object]", raw)
@@ -106,7 +104,7 @@ def load_checks() -> tuple[CheckLike, ...] | None:
 
 
 class TraceabilityDirective(SphinxDirective):
-    """The traceability table (or, until ``CHECKS`` exists, a note saying it is not available)."""
+    """The traceability table."""
 
     has_content = False
 
@@ -128,13 +126,6 @@ class TraceabilityDirective(SphinxDirective):
             raise self.error(f"cannot import {CONFORMANCE_PACKAGE}: {type(exc).__name__}: {exc}") from exc
         finally:
             self._note_sources()
-        if checks is None:
-            # TRACEABILITY-FALLBACK: remove this branch (and load_checks' None) once CHECKS exists.
-            note = nodes.admonition(classes=["note", "lmstream-traceability-missing"])
-            note += nodes.title("", "Traceability table not yet available")
-            text = f"{CONFORMANCE_PACKAGE} does not export CHECKS yet; this table will list them."
-            note += nodes.paragraph(text, text)
-            return [note]
         rows, orphans = trace(REQUIREMENTS.values(), checks)
         for orphan in orphans:
             logger.warning(

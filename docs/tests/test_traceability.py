@@ -53,10 +53,10 @@ def test_the_suite_is_read_when_it_has_checks(monkeypatch: pytest.MonkeyPatch) -
     assert load_checks() == checks
 
 
-def test_no_checks_yet_means_no_table(monkeypatch: pytest.MonkeyPatch) -> None:
-    # TRACEABILITY-FALLBACK: remove with the fallback once CHECKS is part of lmstream.conformance.
+def test_a_suite_without_checks_fails_the_build(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delattr(lmstream.conformance, "CHECKS", raising=False)
-    assert load_checks() is None
+    with pytest.raises(TypeError, match="expected a tuple of Check"):
+        load_checks()
 
 
 @pytest.mark.parametrize(
@@ -75,7 +75,5 @@ def test_a_malformed_suite_is_an_error(monkeypatch: pytest.MonkeyPatch, value: o
 
 def test_the_real_suite_cites_only_registry_ids() -> None:
     checks = load_checks()
-    if checks is None:  # TRACEABILITY-FALLBACK
-        pytest.skip("lmstream.conformance does not define CHECKS yet")
     _, orphans = trace(REQUIREMENTS.values(), checks)
     assert orphans == []
