@@ -8,8 +8,8 @@ builder and exactly the builder's type with one; ``from_message`` (SM-17) and ``
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from functools import partial
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from typing_extensions import assert_type
@@ -43,8 +43,22 @@ def my_completion(role: Any, text: str) -> MyCompletion:
 
 # The class is a factory of the base Protocol's type: its built completions are Completions.
 factory: ManagerFactory[Completion] = reference.StreamManager
-# With a builder the completion type is exactly the builder's, so it is a factory over MyCompletion.
-typed_factory: ManagerFactory[MyCompletion] = partial(reference.StreamManager, build_completion=my_completion)
+
+
+# With a builder the completion type is exactly the builder's, so a factory that passes one is a factory
+# over MyCompletion. (A functools.partial would pass too, but only because both checkers type it from the
+# overload without a builder, as partial[StreamManager[Any | Completion]]: it would accept any builder.)
+def typed_factory(
+    stream_iter: AsyncIterable[str | MyCompletion],
+    role: Any,
+    *,
+    after: Callable[[MyCompletion], Awaitable[object]] | None = None,
+    lock: asyncio.Lock | None = None,
+) -> reference.StreamManager[MyCompletion]:
+    return reference.StreamManager(stream_iter, role, after=after, lock=lock, build_completion=my_completion)
+
+
+_typed_factory_conforms: ManagerFactory[MyCompletion] = typed_factory
 rounds: RoundStreamFactory[Completion] = reference.round_stream
 
 
