@@ -28,6 +28,8 @@ from lmstream.spec import describe_item
 from ._manager_support import ROLE, ScriptMessage
 
 __all__ = [
+    "FIRST_TOKENS",
+    "NEVER",
     "ROLE",
     "TOOL_RESULT",
     "EngineStep",
@@ -37,10 +39,15 @@ __all__ = [
     "ScriptedSteps",
     "StepCall",
     "StreamSnapshot",
+    "first_manager",
+    "judged",
     "next_manager",
+    "next_raises",
     "result_of",
     "round_reproduction",
+    "show",
     "start_round",
+    "task_outcome",
     "until",
 ]
 
@@ -59,6 +66,13 @@ class EngineStep:
 
 Step = Union[EngineStep, ScriptMessage]  # noqa: UP007 - a runtime alias on Python 3.10
 """One step of a scripted round: an engine stream or a finished message."""
+
+FIRST_TOKENS: Final = (" Hel", "lo", ",  ")
+"""The tokens of the first step's engine stream in most scenarios."""
+
+NEVER: Final = EngineStep(("this step must never be handed out",))
+"""A step the round must never hand out: it follows a manager that ends the round (SM-19), or that the
+round's close stops (SM-20)."""
 
 
 @dataclass(frozen=True)
@@ -225,6 +239,38 @@ async def _anext(rounds: AsyncIterator[Any]) -> Any:
     return await rounds.__anext__()
 
 
+async def first_manager(ctx: CheckContext, rounds: AsyncIterator[Any]) -> Any:
+    """Manager 1, or a skip: a round that cannot produce its first manager fails SM-18's checks."""
+    got = await next_manager(ctx, rounds, what="manager 1")
+    if not got.produced:
+        raise CheckSkipped(
+            f"asked for its first manager, the round did not produce one: {got.describe()} (see SM-18)"
+        )
+    return got.manager
+
+
+def task_outcome(task: asyncio.Task[Any]) -> str:
+    """How a done task that asked the round for a manager ended, in words (as :meth:`RoundStep.describe`)."""
+    if task.cancelled():
+        return "it was cancelled"
+    error = task.exception()
+    if isinstance(error, StopAsyncIteration):
+        return "it ended (StopAsyncIteration)"
+    if error is not None:
+        return f"it raised {describe_exception(error)}"
+    return f"it produced a manager, {describe_item(task.result())}"
+
+
+def judged(probe_ok: bool, ctx: CheckContext, scenario: str, state: str) -> bool:
+    """Note a scenario left unjudged because the round did not drain a skipped manager (SM-18's failure)."""
+    if not probe_ok:
+        ctx.note(
+            f"the {scenario} scenario was not judged: the round did not drain the skipped manager (its "
+            f"stream was {state}; see SM-18)"
+        )
+    return probe_ok
+
+
 @dataclass
 class Result:
     """How ``await manager.completion()`` ended: a value, an exception, or still pending."""
@@ -361,6 +407,21 @@ def round_reproduction(ctx: CheckContext, steps: Sequence[Step], body: Sequence[
         ],
         [*setup, *body],
     )
+
+
+def show(label: str, expression: str, expect: str) -> list[str]:
+    """Reproduction lines that await ``expression`` (bounded) and print what it returned or raised."""
+    return [
+        "try:",
+        f"    print({label + ' returned'!r}, await asyncio.wait_for({expression}, 2))",
+        f"except Exception as error:  # expect {expect}",
+        f"    print({label + ' raised'!r}, repr(error))",
+    ]
+
+
+def next_raises(expect: str) -> list[str]:
+    """Reproduction lines that ask the round for its next step and print what it returned or raised."""
+    return show("the round's next step", "anext(rounds)", f"{expect}, not a manager or a hang")
 
 
 def _render(step: Step) -> str:

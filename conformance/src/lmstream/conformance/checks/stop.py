@@ -22,14 +22,12 @@ from lmstream.conformance.targets import ManagerTarget
 from lmstream.spec import StreamState, describe_item
 
 from ._registry import check
+from ._stop_consumers import Consumer, stop_while_blocked
+from ._stop_snippets import CONSUME, LOOK, STOP_AND_LOOK, stop_reproduction
 from ._stop_support import (
     BLOCKED,
-    CONSUME,
     LATER,
-    LOOK,
-    STOP_AND_LOOK,
     AfterProbe,
-    Consumer,
     Rig,
     Snapshot,
     aclose_of,
@@ -37,8 +35,6 @@ from ._stop_support import (
     make_rig,
     spawn_stoppers,
     state_of,
-    stop_reproduction,
-    stop_while_blocked,
     until,
 )
 

@@ -20,23 +20,9 @@ from lmstream.conformance.model import CheckFailure, TargetKind
 from lmstream.conformance.targets import ManagerTarget
 
 from ._registry import check
-from ._stop_support import (
-    BLOCKED,
-    CONSUME,
-    LATER,
-    PROMPT,
-    SCRIPT,
-    STOP,
-    AfterProbe,
-    Consumer,
-    Rig,
-    make_rig,
-    spawn_stoppers,
-    stop_reproduction,
-    stop_while_blocked,
-    until,
-    wait_until_blocked,
-)
+from ._stop_consumers import Consumer, stop_while_blocked, wait_until_blocked
+from ._stop_snippets import CONSUME, STOP, stop_reproduction
+from ._stop_support import BLOCKED, LATER, PROMPT, SCRIPT, AfterProbe, Rig, make_rig, spawn_stoppers, until
 
 __all__: list[str] = []
 

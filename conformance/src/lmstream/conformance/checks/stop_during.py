@@ -19,28 +19,27 @@ from lmstream.spec import describe_item
 
 from ._manager_support import Outcome
 from ._registry import check
-from ._stop_support import (
-    BLOCKED,
-    CONSUME,
-    ENDED_AT_ONCE,
-    LATER,
-    PROMPT,
-    RESULT,
-    SCRIPT,
-    AfterProbe,
+from ._stop_consumers import (
     Consumer,
-    Rig,
     judge_incomplete,
-    make_rig,
     pending_outcomes,
     results_now,
     spawn_pending,
-    spawn_stoppers,
-    stop_reproduction,
     stop_while_blocked,
+    wait_until_blocked,
+)
+from ._stop_snippets import CONSUME, ENDED_AT_ONCE, RESULT, stop_reproduction
+from ._stop_support import (
+    BLOCKED,
+    LATER,
+    PROMPT,
+    SCRIPT,
+    AfterProbe,
+    Rig,
+    make_rig,
+    spawn_stoppers,
     turns_until,
     until,
-    wait_until_blocked,
 )
 
 __all__: list[str] = []

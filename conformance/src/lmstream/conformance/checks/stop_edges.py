@@ -18,22 +18,17 @@ from lmstream.spec import describe_item
 
 from ._manager_support import Outcome
 from ._registry import check
+from ._stop_consumers import Consumer, judge_incomplete, results_now
+from ._stop_snippets import CONSUME, RESULT, STOP, stop_reproduction
 from ._stop_support import (
-    CONSUME,
     LATER,
-    RESULT,
-    STOP,
     AfterProbe,
-    Consumer,
     Rig,
     as_state,
     describe_state,
-    judge_incomplete,
     make_rig,
-    results_now,
     spawn_stoppers,
     state_of,
-    stop_reproduction,
     until,
 )
 

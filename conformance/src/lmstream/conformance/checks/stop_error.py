@@ -21,28 +21,28 @@ from lmstream.spec import StreamIncompleteError, StreamState
 
 from ._manager_support import Outcome, consume
 from ._registry import check
+from ._stop_consumers import (
+    Consumer,
+    incomplete_errors,
+    pending_outcomes,
+    results_now,
+    spawn_pending,
+    stop_while_blocked,
+    wait_until_blocked,
+)
+from ._stop_snippets import CONSUME, STOP, stop_reproduction
 from ._stop_support import (
-    CONSUME,
     LATER,
     SCRIPT,
-    STOP,
     AfterProbe,
-    Consumer,
     Rig,
     as_state,
     describe_state,
-    incomplete_errors,
     make_rig,
-    pending_outcomes,
-    results_now,
     settled,
-    spawn_pending,
     spawn_stoppers,
     state_of,
-    stop_reproduction,
-    stop_while_blocked,
     until,
-    wait_until_blocked,
 )
 
 __all__: list[str] = []

@@ -24,26 +24,20 @@ from lmstream.spec import StreamIncompleteError, StreamState
 
 from ._manager_support import TOKENS, Outcome, consume
 from ._registry import check
+from ._stop_consumers import Consumer, results_now, stop_while_blocked, wait_until_blocked
+from ._stop_snippets import CONSUME, RESULT, STOP, stop_reproduction
 from ._stop_support import (
     BLOCKED,
-    CONSUME,
     LATER,
-    RESULT,
     SCRIPT,
-    STOP,
     AfterProbe,
-    Consumer,
     Rig,
     StateWatcher,
     describe_state,
     make_rig,
-    results_now,
     settled,
     spawn_stoppers,
-    stop_reproduction,
-    stop_while_blocked,
     until,
-    wait_until_blocked,
 )
 
 __all__: list[str] = []
