@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from lmstream.spec import StreamIncompleteError, describe_item
 
+from .checks._manager_support import ResultMethod, result_of
 from .describe import describe_exception
 
 __all__ = ["Consumer", "Waiter"]
@@ -112,7 +113,7 @@ class Waiter:
 
     async def run(self) -> None:
         try:
-            value = await _result(self.proxy, self.method)
+            value = await result_of(self.proxy, cast(ResultMethod, self.method))
         except StreamIncompleteError as exc:
             self.kind, self.value, self.unverified = "error", exc, self.unread()
             return
@@ -132,11 +133,3 @@ class Waiter:
         if self.task.cancelled():
             return ("cancelled", None)
         return (self.kind, self.value)
-
-
-async def _result(proxy: Any, method: str) -> object:
-    if method == "completion":
-        return await proxy.completion()
-    if method == "message":
-        return await proxy.message()
-    return await proxy

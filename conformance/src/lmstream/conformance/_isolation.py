@@ -32,7 +32,7 @@ from ._capture import Sink, capture
 from ._watchdog import TargetBlocked, Watchdog
 from .context import CheckContext, asyncgen_name
 
-__all__ = ["IsolatedRun", "run_isolated"]
+__all__ = ["IsolatedRun", "require_sync", "run_isolated"]
 
 _DRIVER = "lmstream runner"
 _MIN_SLICE = 0.02
@@ -258,3 +258,17 @@ def _slice(hard: float) -> float:
 def _coro_name(task: asyncio.Task[Any]) -> str:
     coro = task.get_coro()
     return getattr(coro, "__qualname__", None) or type(coro).__name__
+
+
+def require_sync(what: str) -> None:
+    """Refuse to run from inside an event loop: ``what`` runs event loops of its own.
+
+    :raises RuntimeError: naming ``what`` and saying to call it from synchronous code.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(
+        f"{what} run event loops of their own: call them from synchronous code, not a coroutine"
+    )

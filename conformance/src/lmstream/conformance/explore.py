@@ -40,7 +40,6 @@ hypothesis is imported only by :func:`explore_manager`; without it that function
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import time
 from collections.abc import Callable, Sequence
@@ -54,6 +53,7 @@ from typing import Final
 from ._explore_report import ExplorationFailure
 from ._explore_run import Run
 from ._explore_world import After, AfterError, Setup
+from ._isolation import require_sync
 from .checks._manager_support import ROLE, ScriptCompletion, ScriptMessage
 from .scripted import Block, Fail
 from .targets import manager_target
@@ -124,7 +124,7 @@ def replay_manager(
     :raises ExplorationFailure: at the first violation.
     :raises ValueError: for an unknown action.
     """
-    _require_sync()
+    require_sync("explore_manager() and replay_manager()")
     label = name or manager_target(factory).name
     run = Run(factory, Setup(tuple(script), lock, after, pause), name=label, timeout=timeout)
     try:
@@ -162,7 +162,7 @@ def explore_manager(
     """
     if importlib.util.find_spec("hypothesis") is None:
         raise RuntimeError(f"explore_manager() needs hypothesis, which is not installed: {_HINT}")
-    _require_sync()
+    require_sync("explore_manager() and replay_manager()")
     label = name or manager_target(factory).name
     started = time.perf_counter()
     counter = [0]
@@ -178,16 +178,6 @@ def explore_manager(
             failure.requirement_id, failure.observed, failure.reproduction, failure.trace
         ) from None
     return Explored(label, counter[0], time.perf_counter() - started)
-
-
-def _require_sync() -> None:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return
-    raise RuntimeError(
-        "explore_manager() and replay_manager() run event loops of their own: call them from synchronous code"
-    )
 
 
 def _check_action(action: str) -> None:

@@ -30,7 +30,7 @@ from typing import Final
 
 from lmstream.spec import get_requirement
 
-from ._isolation import IsolatedRun, TargetExited, run_isolated
+from ._isolation import IsolatedRun, TargetExited, require_sync, run_isolated
 from ._watchdog import TargetBlocked
 from .checks import checks_for
 from .context import CheckContext
@@ -84,7 +84,7 @@ def run_check(
     :raises TargetError: when ``target`` is not a valid target of the check's kind.
     :raises RuntimeError: when called from a running event loop (call it from synchronous code).
     """
-    _require_sync()
+    require_sync("lmstream checks (run_check, run_checks)")
     _require_positive(timeout)
     resolved = resolve_target(check.kind, target, name=target_name)
     prompt, prompt_name = _prompt(messages)
@@ -111,7 +111,7 @@ def run_checks(
         loaded.
     :raises SelectionError: when ``select`` is a malformed expression.
     """
-    _require_sync()
+    require_sync("lmstream checks (run_check, run_checks)")
     _require_positive(timeout)
     keep = compile_selection(select) if isinstance(select, str) else select
     chosen = [c for c in (checks_for(kind) if checks is None else checks) if c.kind is kind]
@@ -130,17 +130,6 @@ def _prompt(messages: Sequence[object] | str | None) -> tuple[Sequence[object], 
     if isinstance(messages, str):
         return load_messages(messages)
     return messages, None
-
-
-def _require_sync() -> None:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return
-    raise RuntimeError(
-        "lmstream checks run in event loops of their own: call them from synchronous code (a plain test "
-        "function), not from a coroutine"
-    )
 
 
 def _require_positive(timeout: float) -> None:
