@@ -53,7 +53,8 @@ class StreamProbe:
     :ivar closed: the stream received ``GeneratorExit`` (``aclose()``, or finalization).
     :ivar cancelled: the stream received ``CancelledError``.
     :ivar raised: the exception the stream ended with (a :class:`Fail`'s, or one thrown in), if any.
-    :ivar cleanup_ran: the stream's ``finally`` block ran.
+    :ivar cleanup_started: the stream's ``finally`` block began.
+    :ivar cleanup_ran: the stream's ``finally`` block ran to its end (all its ``cleanup_turns`` included).
     """
 
     requests: int = 0
@@ -63,6 +64,7 @@ class StreamProbe:
     closed: bool = False
     cancelled: bool = False
     raised: BaseException | None = None
+    cleanup_started: bool = False
     cleanup_ran: bool = False
     _gate: asyncio.Event | None = field(default=None, repr=False)
 
@@ -84,12 +86,19 @@ class StreamProbe:
 
 
 async def scripted_stream(
-    script: Iterable[object], probe: StreamProbe | None = None, *, pause: float | None = 0.0
+    script: Iterable[object],
+    probe: StreamProbe | None = None,
+    *,
+    pause: float | None = 0.0,
+    cleanup_turns: int = 0,
 ) -> AsyncGenerator[Any, None]:
     """Run ``script`` as an async generator, recording into ``probe``.
 
     :param pause: seconds to ``asyncio.sleep`` before each item (``0``: one event-loop turn, as a network
         read would take; ``None``: none, the stream then never suspends between items).
+    :param cleanup_turns: event-loop turns the stream's cleanup (its ``finally``) takes, as closing a
+        provider connection does; while it runs the generator is running, so an ``__anext__()`` then
+        raises "asynchronous generator is already running".
     """
     probe = StreamProbe() if probe is None else probe
     probe.requests += 1
@@ -118,4 +127,7 @@ async def scripted_stream(
         probe.raised = exc
         raise
     finally:
+        probe.cleanup_started = True
+        for _ in range(cleanup_turns):
+            await asyncio.sleep(0)
         probe.cleanup_ran = True

@@ -37,7 +37,7 @@ from typing import Any, Final, cast
 from lmstream.conformance.context import CheckContext
 from lmstream.conformance.describe import describe_exception
 from lmstream.conformance.model import CheckFailure, CheckSkipped
-from lmstream.conformance.scripted import Block, Fail, Pause, StreamProbe
+from lmstream.conformance.scripted import Block, StreamProbe, scripted_stream
 from lmstream.conformance.targets import ManagerTarget
 from lmstream.spec import StreamState, describe_item, is_allowed_transition
 
@@ -86,50 +86,16 @@ BLOCKED: Final[tuple[object, ...]] = (*TOKENS[:2], Block(), *TOKENS[2:])
 
 
 # ---------------------------------------------------------------------------------------------- engine
-@dataclass
-class StopProbe(StreamProbe):
-    """A :class:`~lmstream.conformance.scripted.StreamProbe` that also tells when the stream's cleanup
-    began (``cleanup_started``); ``cleanup_ran`` is set when it has *finished*, all its turns included."""
-
-    cleanup_started: bool = False
+StopProbe = StreamProbe
+"""The probe of :func:`stop_stream` (kept as a name: reproduction snippets import it)."""
 
 
-async def stop_stream(
-    script: Iterable[object], probe: StopProbe | None = None, *, cleanup_turns: int = 0, pause: float = 0.0
+def stop_stream(
+    script: Iterable[object], probe: StreamProbe | None = None, *, cleanup_turns: int = 0, pause: float = 0.0
 ) -> AsyncGenerator[Any, None]:
-    """:func:`~lmstream.conformance.scripted.scripted_stream` whose cleanup (its ``finally``) takes
-    ``cleanup_turns`` event-loop turns, as closing a provider connection does. While it runs, the generator
-    is running: an ``__anext__()`` then raises "asynchronous generator is already running"."""
-    probe = StopProbe() if probe is None else probe
-    probe.requests += 1
-    try:
-        for step in script:
-            if isinstance(step, Pause):
-                await asyncio.sleep(step.seconds)
-            elif isinstance(step, Block):
-                await probe.wait_for_release()
-            elif isinstance(step, Fail):
-                raise step.error
-            else:
-                await asyncio.sleep(pause)
-                probe.yielded.append(step)
-                yield step
-                probe.requests += 1
-        probe.ended = True
-    except GeneratorExit:
-        probe.closed = True
-        raise
-    except asyncio.CancelledError:
-        probe.cancelled = True
-        raise
-    except BaseException as exc:
-        probe.raised = exc
-        raise
-    finally:
-        probe.cleanup_started = True
-        for _ in range(cleanup_turns):
-            await asyncio.sleep(0)
-        probe.cleanup_ran = True
+    """:func:`~lmstream.conformance.scripted.scripted_stream` with a cleanup that takes ``cleanup_turns``
+    event-loop turns (kept as a name: reproduction snippets import it)."""
+    return scripted_stream(script, probe, pause=pause, cleanup_turns=cleanup_turns)
 
 
 async def until_blocked(probe: StreamProbe, timeout: float = 1.0) -> None:
