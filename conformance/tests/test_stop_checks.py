@@ -143,8 +143,14 @@ def test_a_stop_that_waits_for_the_engine_says_what_it_waited_for(broken_reports
         result.message
     )
     assert "once the check released the engine" in result.message
-    others = [r for r in report.results if r.requirement_id != "SM-24" and r.message]
-    assert others and all("SM-24's check reports it" in r.message or "(SM-24)" in r.message for r in others)
+    # What Python 3.10 cannot judge is noted on every run there; it is not about this manager.
+    messages = {
+        r.check.name: "\n".join(line for line in r.message.splitlines() if "Python 3.10" not in line)
+        for r in report.results
+        if r.requirement_id != "SM-24"
+    }
+    others = [m for m in messages.values() if m]
+    assert others and all("SM-24's check reports it" in m or "(SM-24)" in m for m in others)
 
 
 def test_failures_carry_a_paste_able_reproduction(broken_reports: dict[str, Report]) -> None:
