@@ -8,7 +8,7 @@ export PYRIGHT_PYTHON_CACHE_DIR := $(CURDIR)/$(VENV)/.pyright
 # Pyright's wrapper checks npm for a newer release on every run unless told not to.
 export PYRIGHT_PYTHON_IGNORE_WARNINGS := 1
 
-.PHONY: install lint format typecheck mypy pyright imports pytest test demo docs bench clean
+.PHONY: install lint format typecheck mypy pyright imports pytest test test-pythons demo docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,20 @@ pytest: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck imports pytest docs
+
+# The three packages' tests under the other supported Pythons (names or paths, e.g. with pyenv:
+# OTHER_PYTHONS="$$(pyenv root)/versions/3.10.13/bin/python3.10 ..."), each in its own .venv-X.Y; those
+# not runnable are skipped. Not part of `make test`: the docs need Sphinx 9, which needs Python 3.11+.
+OTHER_PYTHONS ?= python3.10 python3.12 python3.13
+test-pythons:
+	@set -e; for py in $(OTHER_PYTHONS); do \
+	  if ! $$py -c "" >/dev/null 2>&1; then echo "$$py: not runnable here, skipped"; continue; fi; \
+	  v=.venv-$${py##*python}; \
+	  [ -x $$v/bin/python ] || $$py -m venv $$v; \
+	  $$v/bin/python -m pip install --quiet -e ./spec -e ./reference -e ./conformance pytest pytest-asyncio \
+	    pytest-timeout hypothesis 'kani[openai,anthropic]==1.10.0' mypy 'pyright[nodejs]'; \
+	  echo "pytest under $$py"; $$v/bin/python -m pytest -q spec/tests reference/tests conformance/tests; \
+	done
 
 # The main job: the conformance suite against the bundled example engines, the reference manager and the
 # reference round stream, each with its report (--strict: SHOULD failures count too).
