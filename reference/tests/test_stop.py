@@ -679,3 +679,81 @@ async def test_sm28_the_error_text_is_exactly_what_the_consumer_received(kind: E
     with pytest.raises(StreamIncompleteError) as info:
         await case.manager.completion()
     assert info.value.text == "héllo \nwörld 🌍" and info.value.reason is StreamState.STOPPED
+
+
+# ------------------------------------------------------------------------------------ stops from odd places
+async def test_sm22_sm24_a_stop_from_the_engines_own_code_still_closes_the_engine() -> None:
+    """The engine calls aclose() on its manager while producing an item: the call returns at once (it
+    cannot wait for its own step), and the stop then takes effect: nothing more is handed out, the engine
+    is closed (its cleanup runs), the lock is released, and the result says stopped."""
+    log: list[str] = []
+    holder: dict[str, StreamManager[Any]] = {}
+
+    async def engine() -> AsyncGenerator[str, None]:
+        try:
+            yield "a"
+            await holder["m"].aclose()  # in this very task: the consumption below is bounded instead
+            log.append("aclose returned")
+            yield "b"
+        finally:
+            log.append("cleanup")
+
+    async def consume() -> list[str]:
+        return [token async for token in manager]
+
+    lock = asyncio.Lock()
+    manager = holder["m"] = StreamManager(engine(), "assistant", lock=lock)
+    tokens = await asyncio.wait_for(consume(), 1)
+    assert tokens == ["a"] and log == ["aclose returned", "cleanup"]
+    assert manager.state is StreamState.STOPPED and not lock.locked()
+    with pytest.raises(StreamIncompleteError) as info:
+        await manager.completion()
+    assert info.value.text == "a" and info.value.__cause__ is None
+
+
+async def test_sm22_a_stop_from_the_engines_cleanup_during_a_stop_does_not_wait_for_itself() -> None:
+    holder: dict[str, StreamManager[Any]] = {}
+
+    async def engine() -> AsyncGenerator[str, None]:
+        try:
+            yield "a"
+            yield "b"
+        finally:
+            await holder["m"].aclose()  # a shared teardown helper that stops "its" manager
+
+    manager = holder["m"] = StreamManager(engine(), "assistant")
+    async for _token in manager:
+        await asyncio.wait_for(manager.aclose(), 1)  # from the loop body: closes the engine, which stops us
+        break
+    assert manager.state is StreamState.STOPPED
+
+
+@py311
+async def test_sm26_a_real_cancellation_of_a_step_in_its_own_task_is_not_taken_for_the_stop() -> None:
+    """The iteration began in one task; a later step runs in a task of its own (as wait_for(anext(it))
+    does on 3.10/3.11) and is cancelled for real in the same turn as a stop: it ends cancelled."""
+    if sys.version_info < (3, 11):  # for type checkers (pyright checks as 3.10); the marker skips it there
+        return
+    gate = asyncio.Event()
+
+    async def engine() -> AsyncGenerator[str, None]:
+        yield "a"
+        await gate.wait()
+        yield "b"
+
+    manager = StreamManager(engine(), "assistant")
+    iterator = aiter(manager)
+    assert await anext(iterator) == "a"
+
+    async def step() -> str:
+        return await anext(iterator)
+
+    task = asyncio.ensure_future(step())
+    for _ in range(3):
+        await asyncio.sleep(0)
+    task.cancel()
+    async with asyncio.timeout(1):  # not wait_for: the stop must start in this turn, not in a new task
+        await manager.aclose()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 1)
+    assert manager.state is StreamState.STOPPED

@@ -93,6 +93,7 @@ class StreamManager(Generic[C]):
         "_build",
         "_cancel_base",
         "_claimed",
+        "_closer",
         "_done",
         "_error",
         "_error_tb",
@@ -172,6 +173,8 @@ class StreamManager(Generic[C]):
         # alive through us, SM-10), and its cancelling() count then: see _interrupt.
         self._starter: weakref.ref[asyncio.Task[Any]] | None = None
         self._cancel_base = 0
+        # The task running _finish_early's cleanup, while it runs (a stop from there cannot wait for it).
+        self._closer: asyncio.Task[Any] | None = None
         self._stop_reason: StreamState | None = None
         self._stop_cancel: asyncio.Task[Any] | None = None
         self._stop_text = ""
@@ -379,6 +382,7 @@ class StreamManager(Generic[C]):
         else:
             text = self._buffer.getvalue() if self._buffer is not None else ""
         error = StreamIncompleteError(text, reason)
+        self._closer = asyncio.current_task()
         try:
             await self._close_source()
         except Exception as close_error:  # reported with the result, never in place of it
@@ -401,9 +405,12 @@ class StreamManager(Generic[C]):
         if self._state.is_terminal:
             return
         gen = self._gen_ref() if self._gen_ref is not None else None
-        # A stop from inside the manager's own step (from after, or from the engine's code) can neither
-        # interrupt that step nor wait for it: the step's next write() refuses its token, or after ends.
-        inside = gen is not None and _cancel.runs_in_current_stack(gen)
+        # A stop from inside the manager's own step (from after, or from the engine's code) or from inside
+        # the cleanup under way (the engine's finally, run by its aclose()) can neither interrupt that work
+        # nor wait for it: it returns at once (SM-22), and the stop takes effect when the step goes on.
+        inside = (gen is not None and _cancel.runs_in_current_stack(gen)) or (
+            self._closer is not None and self._closer is asyncio.current_task()
+        )
         if self._stop_reason is None and self._phase in (_Phase.IDLE, _Phase.LOCKING, _Phase.READING):
             self._stop_reason = reason
             if self._buffer is not None:  # snapshot and close: any later write() refuses its token
@@ -411,10 +418,12 @@ class StreamManager(Generic[C]):
                 self._buffer.close()
             if self._phase is _Phase.IDLE or gen is None:
                 await self._finish_early(reason, None)  # nothing is running: close it here (SM-25)
+            elif inside:
+                pass  # the engine's next item is refused (the buffer is closed); _iterate then closes it
             elif getattr(gen, "ag_await", None) is not None:
                 # A step is blocked on the lock or the engine: interrupt the task running it (SM-24). It is
                 # found now, not recorded per stream: each step may run in a task of its own.
-                stepping = None if inside else _cancel.stepping_task(gen)
+                stepping = _cancel.stepping_task(gen)
                 if stepping is not None:
                     self._interrupt(stepping)
             else:
@@ -432,11 +441,12 @@ class StreamManager(Generic[C]):
         """Cancel the task running the blocked step, so that the stop does not wait for the engine.
 
         What the task's ``cancelling()`` count was when the iteration began is the base a real
-        cancellation is told apart by (SM-26); a later step running in a task of its own has its count now.
+        cancellation is told apart by (SM-26). A later step running in a task of its own (wait_for(anext(it)))
+        began uncancelled: its base is 0, so a real cancellation pending on it is not mistaken for ours.
         """
         starter = self._starter() if self._starter is not None else None
         if task is not starter:
-            self._cancel_base = _cancel.cancelling(task)
+            self._cancel_base = 0
         self._stop_cancel = task
         _cancel.interrupt(task)
 
@@ -461,7 +471,7 @@ class StreamManager(Generic[C]):
         self._error_tb = error.__traceback__ if error is not None else None
         self._state = state
         self._phase = _Phase.DONE
-        self._buffer = self._iterator = self._source = self._after = None
+        self._buffer = self._iterator = self._source = self._after = self._closer = None
         self._gen_ref = None  # a stop no longer needs to find the iterator
         self._stop_text = ""
         if self._done is not None:
