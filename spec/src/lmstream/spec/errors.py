@@ -16,7 +16,7 @@ class StreamError(Exception):
 
 
 class StreamProtocolError(StreamError):
-    """Something broke the lmstream contract: an engine (ES-2 or ES-3, raised by a manager, SM-9), or a
+    """Something broke the lmstream contract: an engine (ES-2, ES-3 or ES-4, raised by a manager, SM-9), or a
     manager watched by ``lmstream.conformance.validate_manager`` (an ``SM-`` ID).
 
     :param requirement_id: the ID of the broken requirement, e.g. ``"ES-2"``.

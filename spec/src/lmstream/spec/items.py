@@ -54,6 +54,22 @@ def check_completion(item: object) -> StreamProtocolError | None:
 
     Returns ``None`` when it is one, else the error describing the first problem found.
     """
+    error = _shape_problem(item)
+    if error is not None:
+        return error
+    for name in ("prompt_tokens", "completion_tokens"):
+        value = _get(item, name)
+        if not _count_ok(value):
+            return StreamProtocolError(
+                "ES-4",
+                f"yielded a completion whose {name} is {describe_item(value)}; expected None or an int >= 0",
+                item=item,
+            )
+    return None
+
+
+def _shape_problem(item: object) -> StreamProtocolError | None:
+    """The ES-2 problem of ``item`` as a completion (a missing or mistyped member), or ``None``."""
     missing = [name for name in _COMPLETION_FIELDS if _get(item, name) is _MISSING]
     if missing:
         return StreamProtocolError(
@@ -79,20 +95,17 @@ def check_completion(item: object) -> StreamProtocolError | None:
             f"yielded a completion whose message text is {describe_item(text)}; expected a str or None",
             item=item,
         )
-    for name in ("prompt_tokens", "completion_tokens"):
-        value = _get(item, name)
-        if not _count_ok(value):
-            return StreamProtocolError(
-                "ES-4",
-                f"yielded a completion whose {name} is {describe_item(value)}; expected None or an int >= 0",
-                item=item,
-            )
     return None
 
 
 def is_completion(item: object) -> TypeIs[Completion]:
-    """Whether ``item`` is a well-formed completion (ES-2 shape and ES-4 counts)."""
-    return check_completion(item) is None
+    """Whether ``item`` has the shape of a :class:`~lmstream.spec.Completion` (ES-2): ``message`` (with
+    ``role`` and a ``str`` or ``None`` ``text``), ``prompt_tokens`` and ``completion_tokens``.
+
+    Only the shape: the counts' values (ES-4) are :func:`check_completion`'s to judge, so that ``False``
+    here really means "not a completion" (type checkers narrow on it).
+    """
+    return _shape_problem(item) is None
 
 
 def check_item(item: object, *, completion_seen: bool = False) -> StreamProtocolError | None:
@@ -103,7 +116,12 @@ def check_item(item: object, *, completion_seen: bool = False) -> StreamProtocol
     :returns: ``None`` when the item is allowed, else the error naming the broken requirement.
     """
     if completion_seen:
-        what = "a second completion" if not isinstance(item, str) else f"the token {item!r}"
+        if isinstance(item, str):
+            what = f"the token {item!r}"
+        elif _shape_problem(item) is None:
+            what = "a second completion"
+        else:
+            what = describe_item(item)
         return StreamProtocolError(
             "ES-3",
             f"yielded {what} after the completion; expected the completion to be the last item",

@@ -221,7 +221,8 @@ _RULES: tuple[Requirement, ...] = (
         _M,
         "contract violations are reported, not passed on",
         "If the engine breaks ES-2 or ES-3, the consumer and every waiter MUST get StreamProtocolError "
-        "naming the broken requirement, and the non-conforming item MUST NOT reach the consumer.",
+        "naming the broken requirement, and the non-conforming item MUST NOT reach the consumer. A manager "
+        "that also checks token counts (ES-4, as the reference does) reports a bad count the same way.",
         "A protocol error is a bug in the engine; it must surface at once, attributed, not as corrupted "
         "text later.",
     ),
@@ -276,8 +277,9 @@ _RULES: tuple[Requirement, ...] = (
         Level.MUST,
         _M,
         "completions are accepted by shape",
-        "A manager MUST accept any object satisfying the Completion protocol as the final item "
-        "(structural, not nominal: no isinstance against a particular class).",
+        "A manager MUST accept any well-formed completion (ES-2 and ES-4: any object satisfying the "
+        "Completion protocol) as the final item (structural, not nominal: no isinstance against a "
+        "particular class).",
         "Engines from different frameworks have their own completion classes; the contract is the shape.",
     ),
     Requirement(

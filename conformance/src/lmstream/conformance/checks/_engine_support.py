@@ -19,7 +19,7 @@ from lmstream.conformance.describe import describe_exception, describe_items, sc
 from lmstream.conformance.model import CheckFailure, CheckSkipped
 from lmstream.conformance.prompt import STANDARD_PROMPT
 from lmstream.conformance.targets import EngineTarget
-from lmstream.spec import StreamProtocolError, check_completion, check_stream, describe_item
+from lmstream.spec import StreamProtocolError, check_stream, describe_item, is_completion
 
 _PROMPT_NAME = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*(\(\))?$")
 
@@ -263,10 +263,7 @@ async def read_transcript(
 # ---------------------------------------------------------------------------------------------- judging
 def completion_shaped(item: object) -> bool:
     """Whether ``item`` has the shape of a completion (ES-2), whatever its token counts (ES-4)."""
-    if isinstance(item, str):
-        return False
-    error = check_completion(item)
-    return error is None or error.requirement_id != "ES-2"
+    return not isinstance(item, str) and is_completion(item)
 
 
 def violation(
