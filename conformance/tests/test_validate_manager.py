@@ -186,3 +186,17 @@ async def test_a_stop_of_a_stream_a_waiter_drives_is_not_misjudged() -> None:
     with pytest.raises(StreamIncompleteError) as info:
         await asyncio.wait_for(waiter, 5)
     assert info.value.text == "a" and info.value.reason is StreamState.STOPPED
+
+
+async def test_a_stop_from_inside_after_is_not_misjudged() -> None:
+    # SM-22: a stop called from inside the manager's own step (here from after) returns before the stream
+    # ends; the proxy must not call that an SM-22 violation (it used to, and so failed the stream).
+    holder: dict[str, ValidatedStoppableManager[Any]] = {}
+
+    async def after(completion: object) -> None:
+        await holder["proxy"].aclose()
+
+    manager = StreamManager(_engine("a", done("a")), "assistant", after=after)
+    proxy = holder["proxy"] = validate_manager(manager)
+    assert [token async for token in proxy] == ["a"]
+    assert (await proxy.message()).text == "a" and proxy.state is StreamState.COMPLETED

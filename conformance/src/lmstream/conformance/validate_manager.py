@@ -23,6 +23,8 @@ scripted engines; ``lmstream check manager`` checks those.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Generator
 from typing import Any, Final, Generic, cast, overload
 
@@ -62,6 +64,7 @@ class ValidatedManager(Generic[CompletionT]):
         self._role = manager.role
         self._tokens: list[str] = []
         self._iterated = False
+        self._busy: dict[asyncio.Task[Any] | None, int] = {}  # tasks inside a call of the manager, how deep
         self._completion: CompletionT = _UNSET
         self._message: Message = _UNSET
         self._state: StreamState | None = None
@@ -84,7 +87,8 @@ class ValidatedManager(Generic[CompletionT]):
     async def completion(self) -> CompletionT:
         """``await manager.completion()``, checked (SM-7, SM-28)."""
         try:
-            completion = await self._manager.completion()
+            with self._inside():
+                completion = await self._manager.completion()
         except StreamIncompleteError as exc:
             self._check_incomplete(exc)
             raise
@@ -96,7 +100,8 @@ class ValidatedManager(Generic[CompletionT]):
     async def message(self) -> Message:
         """``await manager.message()``, checked against ``completion().message`` (SM-5, SM-7, SM-28)."""
         try:
-            message = await self._manager.message()
+            with self._inside():
+                message = await self._manager.message()
         except StreamIncompleteError as exc:
             self._check_incomplete(exc)
             raise
@@ -109,7 +114,8 @@ class ValidatedManager(Generic[CompletionT]):
 
     async def _await(self) -> Message:
         try:
-            message = await self._manager
+            with self._inside():
+                message = await self._manager
         except StreamIncompleteError as exc:
             self._check_incomplete(exc)
             raise
@@ -118,6 +124,22 @@ class ValidatedManager(Generic[CompletionT]):
         return await self._check_message(message, "await manager")
 
     # ------------------------------------------------------------------ the checks
+    @contextlib.contextmanager
+    def _inside(self) -> Generator[None, None, None]:
+        """Mark the current task as inside a call of the manager (its step may run after, or the engine)."""
+        task = asyncio.current_task()
+        self._busy[task] = self._busy.get(task, 0) + 1
+        try:
+            yield
+        finally:
+            if self._busy[task] == 1:
+                del self._busy[task]
+            else:
+                self._busy[task] -= 1
+
+    def _inside_a_call(self) -> bool:
+        return asyncio.current_task() in self._busy
+
     def _sample(self) -> None:
         state = getattr(self._manager, "state", _UNSET)
         if state is _UNSET:
@@ -206,7 +228,8 @@ class ValidatedStoppableManager(ValidatedManager[CompletionT]):
         await self._stoppable.aclose()
         self._sample()
         state = self._stoppable.state
-        if not state.is_terminal:
+        # A stop from inside the manager's own step (after, the engine) returns before the end (SM-22).
+        if not state.is_terminal and not self._inside_a_call():
             raise StreamProtocolError(
                 "SM-22", f"after aclose() returned, state is {state.value}, not a terminal state"
             )
@@ -224,7 +247,8 @@ class _ValidatedTokens:
 
     async def __anext__(self) -> str:
         try:
-            item: object = await self._iterator.__anext__()
+            with self._owner._inside():  # pyright: ignore[reportPrivateUsage] - the proxy's own iterator
+                item: object = await self._iterator.__anext__()
         finally:
             self._owner._sample()  # pyright: ignore[reportPrivateUsage] - the proxy's own iterator
         return self._owner._token(item)  # pyright: ignore[reportPrivateUsage] - the proxy's own iterator
