@@ -192,7 +192,7 @@ def test_messages_option(capsys: pytest.CaptureFixture[str]) -> None:
         (["check", "engine", "builtins:int"], "lmstream: 'builtins:int' is the class int, which has neither"),
         (
             ["check", "engine", "cli_targets:Good", "--timeout", "-1"],
-            "lmstream: argument --timeout: --timeout must be",
+            "lmstream: argument --timeout: the timeout must be",
         ),
         (
             ["check", "engine", "cli_targets:Good", "--timeout", "soon"],
@@ -250,3 +250,43 @@ def test_the_command_runs_as_a_module_and_as_a_script(workdir: Path, command: li
         bad.stderr
         == "lmstream: module 'cli_targets' has no attribute 'Nope' (looking up 'cli_targets:Nope')\n"
     )
+
+
+def test_a_status_2_exit_writes_no_junit_file(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = workdir / "report.xml"
+    assert main(["check", "engine", "nosuchmodule:X", "--junit-xml", str(target)]) == 2
+    assert not target.exists()
+    assert main(["check", "engine", "cli_targets:Good", "--junit-xml", str(workdir / "no" / "r.xml")]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(f"no directory {str(workdir / 'no')!r}")
+
+
+_ES8 = ("--timeout", "0.3", "-k", "ES-8")
+
+
+def test_a_thread_the_target_leaves_blocked_does_not_hold_the_command(workdir: Path) -> None:
+    # The engine blocks a thread of the default executor for 60 s: the check fails (ES-8), the report names
+    # the thread, and the command exits without waiting for it (the subprocess timeout is the bound).
+    (workdir / "blocking_targets.py").write_text(
+        textwrap.dedent(
+            """
+            import asyncio, time
+
+            class Engine:
+                def stream(self, messages, functions=None, **hyperparams):
+                    return self._items()
+
+                async def _items(self):
+                    await asyncio.get_running_loop().run_in_executor(None, time.sleep, 60)
+                    yield "never"
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "lmstream.conformance", "check", "engine", "blocking_targets:Engine", *_ES8],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "thread 'lmstream check executor_0' started during the check was still running" in done.stdout
+    assert "exiting without waiting for 1 thread(s) the target left" in done.stderr

@@ -176,6 +176,13 @@ def test_make_engine_messages_and_timeout_option(pytester: pytest.Pytester) -> N
     result.stdout.fnmatch_lines(["*the stream yielded 4 token(s)*"])
 
 
+def test_a_timeout_option_that_is_not_positive_is_refused(pytester: pytest.Pytester) -> None:
+    _write(pytester, "class TestEcho(EngineConformance):\n    engine = EchoEngine\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--lmstream-timeout", "0")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*the timeout must be a positive, finite number of seconds, got '0'*"])
+
+
 def test_junit_xml_names_the_requirements(pytester: pytest.Pytester) -> None:
     _write(pytester, "class TestBroken(EngineConformance):\n    engine = YieldsBytes\n")
     pytester.runpytest("-p", "no:cacheprovider", "--junit-xml=report.xml")

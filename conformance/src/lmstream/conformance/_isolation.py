@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +88,10 @@ def run_isolated(
     hard = started + timeout + grace
     loop = asyncio.new_event_loop()
     loop.set_debug(True)
+    # An executor of the check's own: at the end it is shut down without waiting, so a target that leaves
+    # a thread blocked in run_in_executor() cannot hold the suite up (the thread is reported below).
+    executor = ThreadPoolExecutor(thread_name_prefix="lmstream check executor")
+    loop.set_default_executor(executor)
     loop.set_exception_handler(sink.loop_exception)
     abandoned: list[asyncio.Task[Any]] = []
     with capture(sink):
@@ -109,6 +114,7 @@ def run_isolated(
                 )
                 _attempt(loop, run, _cleanup(ctx, run, hard=hard, abandoned=abandoned))
             finally:
+                executor.shutdown(wait=False, cancel_futures=True)
                 dog.disarm()
                 run.blocked_at = list(dog.fired)
                 if not loop.is_closed():
@@ -227,9 +233,6 @@ async def _cleanup(
             f"async generator {asyncgen_name(agen)} was left open, never closed; the suite closed it"
         )
     await _bounded(loop.shutdown_asyncgens(), hard, run, abandoned, "closing async generators left open")
-    await _bounded(
-        loop.shutdown_default_executor(), hard, run, abandoned, "shutting down the default executor"
-    )
 
 
 async def _bounded(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -34,7 +35,7 @@ from .runner import DEFAULT_TIMEOUT, run_checks
 from .selection import SelectionError, compile_selection
 from .targets import TargetError
 
-__all__ = ["main"]
+__all__ = ["console_main", "main", "positive_seconds"]
 
 
 class _UsageError(Exception):
@@ -46,14 +47,15 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{message} (see {self.prog} --help)")
 
 
-def _timeout(text: str) -> float:
+def positive_seconds(text: str) -> float:
+    """Parse a timeout option: a positive, finite number of seconds (argparse type)."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--timeout must be a number of seconds, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"the timeout must be a number of seconds, got {text!r}") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(
-            f"--timeout must be a positive, finite number of seconds, got {text!r}"
+            f"the timeout must be a positive, finite number of seconds, got {text!r}"
         )
     return value
 
@@ -68,7 +70,7 @@ def _parser() -> _Parser:
     check.add_argument("kind", choices=[k.value for k in TargetKind], help="what TARGET is")
     check.add_argument("target", metavar="TARGET", help="module:attribute (dotted attribute allowed)")
     check.add_argument(
-        "--timeout", type=_timeout, default=DEFAULT_TIMEOUT, metavar="SECONDS", help="per check"
+        "--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS", help="per check"
     )
     check.add_argument("--strict", action="store_true", help="SHOULD failures fail the run too")
     check.add_argument("--format", choices=["text", "json"], default="text", help="report on stdout")
@@ -79,11 +81,22 @@ def _parser() -> _Parser:
 
 
 def _writable(path: Path) -> None:
-    try:
-        with path.open("a", encoding="utf-8"):
-            pass
-    except OSError as exc:
-        raise _UsageError(f"cannot write --junit-xml {str(path)!r}: {exc.strerror or exc}") from None
+    """Refuse an unwritable ``--junit-xml`` path before any check runs, without creating the file."""
+    if path.exists():
+        problem = (
+            "it is a directory" if path.is_dir() else None if os.access(path, os.W_OK) else "not writable"
+        )
+    else:
+        folder = path.parent
+        problem = (
+            f"no directory {str(folder)!r}"
+            if not folder.is_dir()
+            else None
+            if os.access(folder, os.W_OK)
+            else f"directory {str(folder)!r} is not writable"
+        )
+    if problem is not None:
+        raise _UsageError(f"cannot write --junit-xml {str(path)!r}: {problem}")
 
 
 def _run(argv: Sequence[str] | None) -> int:
@@ -93,6 +106,7 @@ def _run(argv: Sequence[str] | None) -> int:
         sys.path.insert(0, os.getcwd())
     if not checks_for(kind):
         raise _UsageError(f"no {kind} checks are registered in this version of the suite")
+    keep = None
     if args.select is not None:
         keep = compile_selection(args.select)
         if not any(keep(c) for c in checks_for(kind)):
@@ -103,7 +117,7 @@ def _run(argv: Sequence[str] | None) -> int:
         kind,
         args.target,
         timeout=args.timeout,
-        select=args.select,
+        select=keep,
         messages=args.messages,
         target_name=args.target,
     )
@@ -131,3 +145,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TargetError, SelectionError, _UsageError) as exc:
         print(f"lmstream: {exc}", file=sys.stderr)
         return 2
+
+
+def console_main() -> NoReturn:
+    """The ``lmstream`` console script and ``python -m lmstream.conformance``: :func:`main`, then exit.
+
+    A target may leave a thread blocked for good (e.g. in ``run_in_executor``); the report names it, and
+    the process then exits without waiting for it, so that the command always ends in bounded time.
+    """
+    before = set(threading.enumerate())
+    status = main()
+    leftover = [t for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon]
+    if leftover:
+        names = ", ".join(repr(t.name) for t in leftover)
+        print(
+            f"lmstream: exiting without waiting for {len(leftover)} thread(s) the target left: {names}",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.stdout.flush()
+        os._exit(status)
+    sys.exit(status)

@@ -38,6 +38,7 @@ import pytest
 from lmstream.spec import REQUIREMENTS
 
 from .checks import checks_for
+from .cli import positive_seconds
 from .model import Check, Outcome, TargetKind
 from .runner import DEFAULT_TIMEOUT, run_check
 from .targets import TargetError
@@ -107,7 +108,7 @@ class _Conformance:
             result = run_check(
                 check,
                 self.lmstream_target(),
-                timeout=float(option) if option else self.timeout,
+                timeout=float(option) if option is not None else self.timeout,
                 grace=self.grace,
                 messages=self.lmstream_messages(),
             )
@@ -250,7 +251,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="failed SHOULD checks fail the test",
     )
     group.addoption(
-        "--lmstream-timeout", type=float, dest="lmstream_timeout", metavar="SECONDS", help="seconds per check"
+        "--lmstream-timeout",
+        type=positive_seconds,
+        dest="lmstream_timeout",
+        metavar="SECONDS",
+        help="seconds per check",
     )
 
 
