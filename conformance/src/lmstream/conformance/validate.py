@@ -82,10 +82,7 @@ class ValidatedStream(Generic[CompletionT]):
         cancelling = _cancelling(task)
         try:
             item = await self._iterator.__anext__()
-        except StopAsyncIteration:
-            self._done = True
-            raise
-        except BaseException:
+        except BaseException:  # StopAsyncIteration included: the stream is over either way
             self._done = True
             raise
         if _cancelling(task) > cancelling:

@@ -276,7 +276,7 @@ class StreamManager(Generic[C]):
             # thrown into it: a cancelled first step that ran in a task of its own (SM-11).
             await self._finish_early(StreamState.INCOMPLETE, None)
             raise
-        if self._phase is not _Phase.IDLE or self._stopping():
+        if self._phase is not _Phase.IDLE:  # a stop before the first step moved it on (see _finish_early)
             await self._wait_done()  # stopped before the first step (SM-25): nothing to hand out
             return
         starter = asyncio.current_task()
@@ -341,7 +341,6 @@ class StreamManager(Generic[C]):
                 await self._after(completion)
         except asyncio.CancelledError:
             # The consumer was cancelled while after ran: an incomplete stream, as SM-11 says.
-            self._phase = _Phase.CLEANUP
             self._release_lock()
             self._publish(StreamState.INCOMPLETE, error=StreamIncompleteError(buffer.getvalue()))
             raise
@@ -432,10 +431,6 @@ class StreamManager(Generic[C]):
                 await self._finish_early(reason, None)
         if not inside:
             await self._wait_done()
-
-    def _stopping(self) -> bool:
-        # A method, not an inline test, so that type checkers do not narrow the attribute across awaits.
-        return self._stop_reason is not None
 
     def _interrupt(self, task: asyncio.Task[Any]) -> None:
         """Cancel the task running the blocked step, so that the stop does not wait for the engine.
