@@ -180,7 +180,9 @@ def test_a_timeout_option_that_is_not_positive_is_refused(pytester: pytest.Pytes
     _write(pytester, "class TestEcho(EngineConformance):\n    engine = EchoEngine\n")
     result = pytester.runpytest("-p", "no:cacheprovider", "--lmstream-timeout", "0")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*the timeout must be a positive, finite number of seconds, got '0'*"])
+    result.stderr.fnmatch_lines(
+        ["*the timeout must be a positive, finite number of seconds from 0.01 to 3600, got '0'*"]
+    )
 
 
 def test_junit_xml_names_the_requirements(pytester: pytest.Pytester) -> None:

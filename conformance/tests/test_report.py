@@ -76,7 +76,10 @@ def test_json() -> None:
         "message": "expected: x\nobserved: y\nspec: z",
         "reproduction": "print(1)",
         "duration": 0.01,
+        "stdout": "",
+        "stderr": "",
     }
+    assert (data["interrupted"], data["stdout"], data["stderr"]) == (False, "", "")
 
 
 def test_junit() -> None:

@@ -22,10 +22,28 @@ from .context import CheckContext, CheckTimeout
 from .describe import describe_exception, describe_items, script, seconds
 from .explore import ExplorationFailure, Explored, explore_manager, replay_manager
 from .links import DOCS_BASE, DOCS_BASE_ENV, spec_url
-from .model import SUITE_VERSION, Check, CheckFailure, CheckResult, CheckSkipped, Outcome, Report, TargetKind
+from .model import (
+    SUITE_VERSION,
+    Check,
+    CheckFailure,
+    CheckResult,
+    CheckSkipped,
+    Outcome,
+    Report,
+    TargetKind,
+    format_failure,
+)
 from .prompt import STANDARD_PROMPT, STANDARD_PROMPT_TEXT
 from .report import render_json, render_junit, render_text
-from .runner import DEFAULT_TIMEOUT, default_grace, format_failure, run_check, run_checks
+from .runner import (
+    DEFAULT_IMPORT_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    MAX_TIMEOUT,
+    MIN_TIMEOUT,
+    default_grace,
+    run_check,
+    run_checks,
+)
 from .scripted import Block, Fail, Pause, StreamProbe, scripted_stream
 from .selection import SelectionError, compile_selection
 from .targets import (
@@ -47,9 +65,12 @@ if TYPE_CHECKING:  # imported on first use at run time, so that the command line
 
 __all__ = [
     "CHECKS",
+    "DEFAULT_IMPORT_TIMEOUT",
     "DEFAULT_TIMEOUT",
     "DOCS_BASE",
     "DOCS_BASE_ENV",
+    "MAX_TIMEOUT",
+    "MIN_TIMEOUT",
     "STANDARD_PROMPT",
     "STANDARD_PROMPT_TEXT",
     "SUITE_VERSION",

@@ -1,7 +1,7 @@
 """Run one coroutine in a fresh, debug-mode event loop, bounded in time, and leave nothing behind.
 
-This is the "never hangs" machinery behind :func:`lmstream.conformance.runner.run_check`. Phases, with
-``T`` the timeout and ``G`` the grace, counted from the start:
+This is the in-loop part of running one check (:mod:`lmstream.conformance.runner`), done inside the
+worker process. Phases, with ``T`` the timeout and ``G`` the grace, counted from the start:
 
 1. the check's task runs; its own bounded waits give up at ``T``;
 2. at ``T + G/2`` the runner cancels the task if it is still running, and waits for it until ``T + G``;
@@ -12,9 +12,11 @@ This is the "never hangs" machinery behind :func:`lmstream.conformance.runner.ru
 4. the loop is closed and, if anything was abandoned, the garbage collector runs while output is still
    captured, so that no "Task was destroyed but it is pending" or "never awaited" noise escapes.
 
-Throughout, a :class:`~lmstream.conformance._watchdog.Watchdog` interrupts code that blocks the loop
-synchronously past ``T + G + slack``. So one check takes at most ``T + G`` plus a few short slices and,
-for a target that blocks synchronously, the watchdog's slack per interruption.
+So a target that yields to the loop makes one check take at most ``T + G`` plus a few short slices. Code
+that blocks the loop synchronously (``time.sleep``, a busy loop, a long computation) cannot be interrupted
+from inside the process: the supervisor (:mod:`lmstream.conformance._supervisor`) stops the worker at the
+check's hard deadline. Anything the target raises that would stop the loop (``SystemExit``,
+``KeyboardInterrupt``, ``loop.stop()``, cancelling the runner's own task) is recorded, not propagated.
 """
 
 from __future__ import annotations
@@ -30,19 +32,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._capture import Sink, capture
-from ._watchdog import TargetBlocked, Watchdog
 from .context import CheckContext, asyncgen_name
 
 __all__ = ["IsolatedRun", "require_sync", "run_isolated"]
 
 _DRIVER = "lmstream runner"
+_EXECUTOR_THREAD = "lmstream check executor"
 _MIN_SLICE = 0.02
 """The least time each cleanup step gets, even when the deadline has passed."""
-
-
-def watchdog_slack(grace: float) -> float:
-    """How long after the hard deadline the watchdog first fires, and how often it repeats."""
-    return max(0.05, grace / 2)
 
 
 @dataclass
@@ -53,10 +50,11 @@ class IsolatedRun:
     :ivar exception: what it raised (``None`` when it returned or did not finish).
     :ivar cancelled_by_runner: whether the runner had to cancel it at ``T + G/2``.
     :ivar waiting_for: what the context said the check was waiting for when the runner cancelled it.
-    :ivar blocked_at: where the watchdog interrupted code that blocked the loop.
-    :ivar stopped_by: a ``SystemExit`` raised in a task (not the check's own) that stopped the event loop.
-    :ivar problems: one line each: abandoned or leftover tasks, open async generators, threads, blocking
-        code the watchdog interrupted, and everything captured (warnings, asyncio messages).
+    :ivar stopped_by: what stopped the event loop before the runner's task ended: a ``SystemExit`` or
+        ``KeyboardInterrupt`` raised in a task other than the check's, the ``RuntimeError`` of a
+        ``loop.stop()``, the ``CancelledError`` of the runner's own task cancelled by the target.
+    :ivar problems: one line each: abandoned or leftover tasks, open async generators, threads, and
+        everything captured (warnings, asyncio messages).
     """
 
     finished: bool = False
@@ -64,8 +62,7 @@ class IsolatedRun:
     cancelled_by_runner: bool = False
     waiting_for: str | None = None
     elapsed: float = 0.0
-    blocked_at: list[str] = field(default_factory=list[str])
-    stopped_by: SystemExit | None = None
+    stopped_by: BaseException | None = None
     problems: list[str] = field(default_factory=list[str])
 
 
@@ -76,10 +73,12 @@ def run_isolated(
     timeout: float,
     grace: float,
     name: str,
+    on_loop: Callable[[asyncio.AbstractEventLoop], object] | None = None,
 ) -> IsolatedRun:
     """Run ``make()`` as a task of a fresh debug-mode event loop, bounded as the module docstring says.
 
-    Must be called from synchronous code (no running event loop in this thread).
+    Must be called from synchronous code (no running event loop in this thread). ``on_loop`` is given the
+    loop before it runs (the worker's watchdog samples it).
     """
     run = IsolatedRun()
     sink = Sink()
@@ -90,40 +89,26 @@ def run_isolated(
     loop.set_debug(True)
     # An executor of the check's own: at the end it is shut down without waiting, so a target that leaves
     # a thread blocked in run_in_executor() cannot hold the suite up (the thread is reported below).
-    executor = ThreadPoolExecutor(thread_name_prefix="lmstream check executor")
+    executor = ThreadPoolExecutor(thread_name_prefix=_EXECUTOR_THREAD)
     loop.set_default_executor(executor)
     loop.set_exception_handler(sink.loop_exception)
+    if on_loop is not None:
+        on_loop(loop)
     abandoned: list[asyncio.Task[Any]] = []
     with capture(sink):
-        with Watchdog(loop, interval=watchdog_slack(grace)) as dog:
-            dog.arm(hard + watchdog_slack(grace))
-            try:
-                _attempt(
-                    loop,
-                    run,
-                    _drive(
-                        make,
-                        ctx,
-                        run,
-                        timeout=timeout,
-                        grace=grace,
-                        hard=hard,
-                        name=name,
-                        abandoned=abandoned,
-                    ),
-                )
-                _attempt(loop, run, _cleanup(ctx, run, hard=hard, abandoned=abandoned))
-            finally:
-                executor.shutdown(wait=False, cancel_futures=True)
-                dog.disarm()
-                run.blocked_at = list(dog.fired)
-                if not loop.is_closed():
-                    loop.close()
-        for location in run.blocked_at:
-            run.problems.append(
-                f"the target blocked the event loop synchronously past the deadline at {location}; "
-                "the watchdog interrupted it"
+        try:
+            _attempt(
+                loop,
+                run,
+                _drive(
+                    make, ctx, run, timeout=timeout, grace=grace, hard=hard, name=name, abandoned=abandoned
+                ),
             )
+            _attempt(loop, run, _cleanup(ctx, run, hard=hard, abandoned=abandoned))
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
+            if not loop.is_closed():
+                loop.close()
         abandoned_any = bool(abandoned)
         abandoned.clear()
         ctx._release()  # pyright: ignore[reportPrivateUsage] - the runner is the context's owner
@@ -135,22 +120,31 @@ def run_isolated(
         run.problems += sink.lines
     for thread in threading.enumerate():
         if thread not in threads_before and thread.is_alive():
-            run.problems.append(f"thread {thread.name!r} started during the check was still running after it")
+            run.problems.append(_describe_thread(thread))
     run.elapsed = time.monotonic() - started
     return run
 
 
+def _describe_thread(thread: threading.Thread) -> str:
+    if thread.name.startswith(_EXECUTOR_THREAD):
+        return (
+            "a thread of the check's default executor, running the target's run_in_executor() call, was "
+            "still busy after the check; the suite did not wait for it"
+        )
+    return f"thread {thread.name!r} started during the check was still running after it"
+
+
 class TargetExited(Exception):
-    """The target raised ``SystemExit`` in the check's task; the cause is the ``SystemExit``."""
+    """The target raised a ``BaseException`` that is not an ``Exception`` (``SystemExit``,
+    ``KeyboardInterrupt``, ``GeneratorExit``...) in the check's task; the cause is that exception."""
 
 
 def _attempt(loop: asyncio.AbstractEventLoop, run: IsolatedRun, coro: Coroutine[Any, Any, None]) -> None:
     try:
         loop.run_until_complete(loop.create_task(coro, name=_DRIVER))
-    except TargetBlocked as exc:  # raised in the loop's own machinery: go on cleaning up
-        run.problems.append(f"the target {exc}")
-    except SystemExit as exc:  # raised in a task other than the check's: it stopped the loop
-        run.stopped_by = exc
+    except BaseException as exc:  # SystemExit, loop.stop(), a cancelled runner: the target's
+        if run.stopped_by is None:
+            run.stopped_by = exc
 
 
 async def _drive(

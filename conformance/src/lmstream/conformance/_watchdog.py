@@ -1,112 +1,148 @@
-"""Interrupt a target that blocks the event loop synchronously (``time.sleep``, a busy loop, blocking I/O).
+"""Where the worker's main thread is stuck: a thread of the worker that watches the phase in progress.
 
-asyncio timeouts only work when the loop gets control back. A :class:`Watchdog` arms a real-time interval
-timer (``signal.setitimer(ITIMER_REAL)``); when it fires after the check's hard deadline and the loop is
-*running a callback* (not idle in ``select()``) in code that is not the suite's own, the handler raises
-:class:`TargetBlocked` there. The exception propagates out of the blocking call into the task that made
-it, which ends; the runner reports where it was raised. The timer repeats every ``interval`` until
-disarmed, so a target that blocks again during cleanup is interrupted again.
+The supervisor enforces every bound by stopping the worker process; this thread only says *where* the
+target held it, so that the failure can name the place. While a phase (the target's import, or one check)
+is armed, it samples the main thread every :data:`SAMPLE_INTERVAL` seconds: whether the check's event loop
+is idle (waiting in ``select()``), running one callback, or not running at all, and since when that has
+not changed. Once the phase passes its ``report_at`` time, every sample in which the main thread is not
+idle is sent to the supervisor as a ``"blocked"`` message: the innermost frame outside the suite (with the
+innermost frame of the target's own code, when that frame is in the standard library) and for how long the
+loop made no progress.
 
-Limits (documented in the README): the watchdog needs ``SIGALRM`` and the main thread, so off the main
-thread and on Windows it is disabled and a synchronously blocking target is not bounded; a target that
-catches ``BaseException`` in a loop around a blocking call cannot be interrupted in-process. The previous
-``SIGALRM`` handler and timer (pytest-timeout's, for instance) are restored on exit, the timer with what
-was left of it.
+Code that holds the interpreter without a break (a long computation in C, such as ``sum(range(10**9))``)
+keeps this thread from running at all; the supervisor then says that the place could not be read. The
+watchdog needs no signal and works in any thread and on any platform.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import signal
+import sys
 import threading
 import time
-from types import FrameType, TracebackType
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import FrameType
+from typing import Final
 
 from .describe import describe_location
 
-__all__ = ["TargetBlocked", "Watchdog"]
+__all__ = ["SAMPLE_INTERVAL", "Watchdog", "where"]
 
-_SUITE_DIR = os.path.dirname(os.path.abspath(__file__))
-_UNKNOWN = object()
+SAMPLE_INTERVAL: Final = 0.05
+"""Seconds between two samples of the main thread."""
+
+_SUITE_DIR: Final = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_STDLIB_DIR: Final = os.path.dirname(os.path.abspath(os.__file__)) + os.sep
 
 
-class TargetBlocked(BaseException):
-    """Raised by the watchdog inside code that kept the event loop blocked past the check's deadline.
-
-    A ``BaseException``, so that a target's ``except Exception`` does not swallow it.
-    """
+@dataclass
+class _Phase:
+    index: int
+    report_at: float
+    loop: asyncio.AbstractEventLoop | None = None
+    state: tuple[object, ...] = ()
+    since: float = 0.0
 
 
 class Watchdog:
-    """A context manager that owns ``SIGALRM`` while a check runs (see the module docstring).
+    """Samples the thread that created it (the worker's main thread); see the module docstring.
 
-    :ivar available: whether the watchdog can work here (main thread, ``setitimer`` present).
-    :ivar fired: where it interrupted blocking code, one ``file:line in function`` per interruption.
+    :param send: how a report reaches the supervisor (``Sender.send``).
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, *, interval: float) -> None:
-        self.loop = loop
-        self.interval = interval
-        self.available = (
-            hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-        )
-        self.fired: list[str] = []
-        self._previous_handler: Any = None
-        self._previous_timer: tuple[float, float] = (0.0, 0.0)
-        self._entered = 0.0
-        self._armed = False
+    def __init__(self, send: Callable[[Mapping[str, object]], object]) -> None:
+        self._send = send
+        self._main = threading.get_ident()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._phase: _Phase | None = None
+        self._parent = os.getppid() if hasattr(os, "getppid") else None
+        self._thread = threading.Thread(target=self._run, name="lmstream worker watchdog", daemon=True)
+        self._thread.start()
 
-    def __enter__(self) -> Watchdog:
-        if self.available:
-            self._entered = time.monotonic()
-            self._previous_handler = signal.getsignal(signal.SIGALRM)
-            self._previous_timer = signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, self._on_alarm)
-        return self
+    def arm(self, index: int, report_at: float) -> None:
+        """Watch a phase: check ``index`` (-1 for the target's import), reporting from ``report_at`` on."""
+        with self._lock:
+            self._phase = _Phase(index, report_at, since=time.monotonic())
+        self._wake.set()
 
-    def arm(self, deadline: float) -> None:
-        """Fire first at ``deadline`` (a :func:`time.monotonic` value), then every ``interval``."""
-        if self.available:
-            self._armed = True
-            signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 1e-3), self.interval)
+    def watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The event loop the armed check runs in (the runner's ``on_loop`` hook)."""
+        with self._lock:
+            if self._phase is not None:
+                self._phase.loop = loop
 
     def disarm(self) -> None:
-        """Stop the timer (the handler stays installed until exit)."""
-        if self.available:
-            self._armed = False
-            signal.setitimer(signal.ITIMER_REAL, 0)
+        """Stop watching (until the next :meth:`arm`)."""
+        with self._lock:
+            self._phase = None
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if not self.available:
-            return
-        self.disarm()
-        handler = self._previous_handler if self._previous_handler is not None else signal.SIG_DFL
-        signal.signal(signal.SIGALRM, handler)
-        delay, interval = self._previous_timer
-        if delay > 0:  # give the previous owner (e.g. pytest-timeout) what was left of its timer
-            left = delay - (time.monotonic() - self._entered)
-            signal.setitimer(signal.ITIMER_REAL, max(left, 1e-6), interval)
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            time.sleep(SAMPLE_INTERVAL)
+            with self._lock:
+                phase = self._phase
+                if phase is None:
+                    self._wake.clear()
+                    continue
+                report = self._sample(phase)
+            if report is not None:
+                self._send(report)
+            if self._parent is not None and os.getppid() != self._parent:
+                os._exit(1)  # the supervisor is gone (killed): nobody is left to stop this worker
 
-    def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
-        if not self._armed or not self.loop.is_running():
-            return
-        if getattr(self.loop, "_current_handle", _UNKNOWN) is None:
-            return  # the loop is idle in select(), not blocked: its own timeouts will act
-        location = _blocking_location(frame)
-        if location is None:
-            return  # the suite's own code is running; it reaches an await soon
-        self.fired.append(location)
-        raise TargetBlocked(f"blocked the event loop at {location}")
+    def _sample(self, phase: _Phase) -> dict[str, object] | None:
+        now = time.monotonic()
+        loop = phase.loop
+        if loop is not None and loop.is_running():
+            handle = getattr(loop, "_current_handle", None)  # set by asyncio in debug mode
+            state: tuple[object, ...] = ("idle",) if handle is None else ("callback", id(handle))
+        else:
+            state = ("outside",)
+        if state != phase.state:
+            phase.state, phase.since = state, now
+        if now < phase.report_at or state[0] == "idle":
+            return None
+        frame = sys._current_frames().get(self._main)  # pyright: ignore[reportPrivateUsage] - documented in sys
+        return {
+            "t": "blocked",
+            "i": phase.index,
+            "where": where(frame),
+            "for": round(now - phase.since, 3),
+            "state": state[0],
+        }
 
 
-def _blocking_location(frame: FrameType | None) -> str | None:
-    if frame is None:
-        return "an unknown place"
-    filename = os.path.abspath(frame.f_code.co_filename)
-    if os.path.dirname(filename) == _SUITE_DIR or filename.startswith(_SUITE_DIR + os.sep):
-        return None
+def where(frame: FrameType | None) -> str:
+    """The innermost frame outside the suite, ``file:line in function``, plus ``(called from ...)`` naming
+    the innermost frame that is neither the suite's nor the standard library's when that one differs."""
+    outside: FrameType | None = None
+    own: FrameType | None = None
+    while frame is not None:
+        filename = os.path.abspath(frame.f_code.co_filename)
+        if not filename.startswith(_SUITE_DIR):
+            outside = outside or frame
+            if own is None and not _in_stdlib(filename):
+                own = frame
+        if outside is not None and own is not None:
+            break
+        frame = frame.f_back
+    if outside is None:
+        return "the suite's own code"
+    text = _describe(outside)
+    if own is not None and own is not outside:
+        text += f" (called from {_describe(own)})"
+    return text
+
+
+def _in_stdlib(filename: str) -> bool:
+    if not filename.startswith(_STDLIB_DIR):
+        return filename.startswith("<frozen")
+    return "site-packages" not in filename and "dist-packages" not in filename
+
+
+def _describe(frame: FrameType) -> str:
     return describe_location(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)

@@ -14,6 +14,8 @@ from typing import Any, Final
 
 from lmstream.spec import SPEC_VERSION, Level, Requirement, get_requirement
 
+from .links import spec_url
+
 __all__ = [
     "SUITE_VERSION",
     "Check",
@@ -23,6 +25,7 @@ __all__ = [
     "Outcome",
     "Report",
     "TargetKind",
+    "format_failure",
 ]
 
 SUITE_VERSION: Final = "1.0.0"
@@ -49,6 +52,18 @@ class Outcome(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+def format_failure(requirement_id: str, observed: str, expected: str | None = None) -> str:
+    """The message of a failed result: ``expected:``, ``observed:`` and ``spec:`` lines."""
+    requirement = get_requirement(requirement_id)
+    return "\n".join(
+        [
+            f"expected: {expected or requirement.statement}",
+            f"observed: {observed}",
+            f"spec: {spec_url(requirement_id)}",
+        ]
+    )
 
 
 class CheckFailure(Exception):
@@ -123,6 +138,9 @@ class CheckResult:
     On a failure ``message`` states what was expected and what was observed and links the spec; on a skip
     it gives the reason; on a pass it is empty or holds notes (informational observations, such as a task
     the target left running). ``reproduction`` is a paste-able snippet for failures, when the check has one.
+    ``stdout`` and ``stderr`` hold what the target wrote to those streams during the check (file
+    descriptors 1 and 2, its threads and child processes included), bounded as
+    :mod:`lmstream.conformance.runner` says; the suite never prints them.
     """
 
     check: Check
@@ -130,6 +148,8 @@ class CheckResult:
     message: str = ""
     reproduction: str | None = None
     duration: float = 0.0
+    stdout: str = ""
+    stderr: str = ""
 
     @property
     def requirement_id(self) -> str:
@@ -159,26 +179,38 @@ class CheckResult:
         if self.reproduction:
             data["reproduction"] = self.reproduction
         data["duration"] = round(self.duration, 4)
+        data["stdout"] = self.stdout
+        data["stderr"] = self.stderr
         return data
 
 
 @dataclass(frozen=True)
 class Report:
-    """Every result of one run against one target, with the versions it was judged by."""
+    """Every result of one run against one target, with the versions it was judged by.
+
+    ``stdout`` and ``stderr`` are what the target wrote outside any check (while it was imported);
+    ``interrupted`` says that the user stopped the run (Ctrl-C): ``results`` then holds the checks that
+    ended before, and the run counts as failed.
+    """
 
     kind: TargetKind
     target: str
     results: tuple[CheckResult, ...]
     spec_version: str = SPEC_VERSION
     suite_version: str = SUITE_VERSION
+    stdout: str = ""
+    stderr: str = ""
+    interrupted: bool = False
 
     def count(self, outcome: Outcome) -> int:
         """How many results have this outcome."""
         return sum(1 for r in self.results if r.outcome is outcome)
 
     def exit_code(self, *, strict: bool = False) -> int:
-        """0 when every MUST passed (and every SHOULD under ``strict``), else 1."""
-        return 1 if any(r.counts_as_failure(strict=strict) for r in self.results) else 0
+        """0 when every MUST passed (and every SHOULD under ``strict``) and the run was not interrupted,
+        else 1."""
+        failed = self.interrupted or any(r.counts_as_failure(strict=strict) for r in self.results)
+        return 1 if failed else 0
 
     def summary_line(self) -> str:
         """``N passed, N failed, N skipped``."""
@@ -198,4 +230,7 @@ class Report:
             "passed": self.count(Outcome.PASSED),
             "failed": self.count(Outcome.FAILED),
             "skipped": self.count(Outcome.SKIPPED),
+            "interrupted": self.interrupted,
+            "stdout": self.stdout,
+            "stderr": self.stderr,
         }

@@ -15,8 +15,11 @@ Subclass a base class in your own test file and say what to check::
 One plain (synchronous) test is collected per check, named after its requirement ID and check name
 (``test_ES_3_at_most_one_completion_last``), generated from :data:`~lmstream.conformance.checks.CHECKS`;
 so pytest's ``-k``, JUnit XML and xdist work as for any test. Each test runs its check with
-:func:`~lmstream.conformance.run_check` (the same code as ``lmstream check``), in an event loop of its own,
-so no pytest-asyncio setting matters.
+:func:`~lmstream.conformance.run_check` (the same code as ``lmstream check``): in a worker process (forked
+from the test process, so the class attributes are used as the objects they are) and an event loop of its
+own, so no pytest-asyncio setting matters and no target can hang, crash or print into the test session
+(:mod:`lmstream.conformance.runner` says how, and the bounds). What the target writes to stdout and stderr
+is shown as the test's report sections ``lmstream: the target's stdout`` and ``... stderr``.
 
 Outcomes: a passed check passes; a failed MUST fails with the observed-vs-expected message, the spec link
 and a reproduction; a failed SHOULD (or SHOULD NOT) fails only in strict mode (``strict = True`` or
@@ -115,6 +118,9 @@ class _Conformance:
         except (TargetError, ValueError) as exc:
             pytest.fail(f"lmstream: {exc}", pytrace=False)
         head = f"{rid} ({check.level}): {check.requirement.title} [check {check.name}]"
+        for stream, text in (("stdout", result.stdout), ("stderr", result.stderr)):
+            if text:  # shown by pytest like captured output (for failures, or with -rA)
+                request.node.add_report_section("call", f"lmstream: the target's {stream}", text)
         if result.outcome is Outcome.PASSED:
             if result.message:
                 request.node.add_report_section("call", "lmstream notes", result.message)

@@ -3,65 +3,111 @@
 The command line and the pytest plugin both call these functions; there is one implementation of each
 check and one way of running it.
 
-**Never hangs.** Each check runs in its own fresh event loop (asyncio debug mode on, so never-awaited
-coroutines and slow callbacks surface), bounded by ``timeout`` (``T``). A target that does not react to
-the check's own timeouts is cancelled at ``T + G/2``, where ``G`` is the *grace*
-(:func:`default_grace`: ``min(0.5, max(0.05, T/4))`` seconds), and abandoned at ``T + G`` if it swallows
-the cancellation; every leftover task is then cancelled and awaited up to the same deadline, async
-generators left open are closed, and whatever remains is reported in the result. A target that blocks the
-loop synchronously (``time.sleep``, a busy loop) is interrupted by a ``SIGALRM`` watchdog on the main thread
-(not available off the main thread or on Windows: there such a target is not bounded). So **a target that
-hangs in every way is reported within N x (T + G) + N x epsilon**, N the number of checks and epsilon a
-few short cleanup slices (20 ms each) plus, for a synchronously blocking target, the watchdog's slack
-(``max(0.05, G/2)``) per interruption. With the defaults (T = 2 s, G = 0.5 s) and the 11 engine checks
-that is under 30 s.
+**In a worker process.** A conformance suite runs code that is not yet trusted, so the checks never run in
+the caller's process. One *worker* process per run imports the target (or, forked, already holds it) and
+runs the checks one after the other, each in a fresh event loop; a *supervisor* in the caller's process
+reads each result from a channel of its own (never the worker's stdout) and holds every bound from
+outside, by killing the worker when a deadline passes. When the worker blocks, dies or is killed, that
+check fails with what happened ("blocked the process for 2.7 s without returning to the event loop, at
+engine.py:12 in stream", "ended the worker process with os._exit(3)", "raised KeyboardInterrupt() raised at
+engine.py:9 in stream"), a fresh worker starts and the remaining checks run. No signal is sent to or used
+in the worker to interrupt it, so the bounds hold in any thread and on Windows. How the worker gets the
+target:
+
+* **forked** (POSIX, when the calling process has a single thread): the worker is a copy of the caller and
+  holds every object as it is: a class defined in a test module, a lambda, an ad hoc :class:`Check`. A
+  ``"module:attribute"`` target is imported in the worker, never in the caller.
+* **spawned** (Windows, and POSIX when the caller has other threads, where Python 3.12+ warns that a fork
+  may deadlock): a new interpreter, given the caller's ``sys.path`` and directory, imports the target by
+  name: the string, or ``module:qualname`` of an object that can be imported again under that name. The
+  checks must be registered ones and the prompt picklable. Where only an object exists, POSIX forks
+  anyway (the warning silenced: a copy that deadlocks is stopped at its deadline like any target).
+* **in the caller's process** only where neither works: on Windows, for a target with no importable name,
+  an ad hoc check or a prompt that cannot be pickled. The checks then have the in-loop bounds of one
+  check below and nothing more: a target that blocks synchronously is not bounded, and its output is not
+  captured.
+
+``LMSTREAM_WORKER=fork|spawn|in-process`` forces one of them (for debugging).
+
+**Bounds.** With ``T`` the timeout (``0.01`` to ``3600`` seconds, finite) and ``G`` the grace
+(:func:`default_grace`: ``min(0.5, max(0.05, T/4))`` seconds):
+
+* inside the worker, a check whose target does not react to the check's own timeouts is cancelled at
+  ``T + G/2`` and abandoned at ``T + G`` if it swallows the cancellation; leftover tasks are cancelled,
+  async generators closed, and whatever remains is reported with the result;
+* the supervisor gives each check a *hard deadline* of ``T + G + M``, with the margin ``M =
+  max(0.5, G)`` for the worker's own cleanup; a check still running then (code that blocks the loop,
+  ``time.sleep``, a busy loop that catches every exception, a long computation in C, a blocking
+  ``__del__``) is failed and its worker killed with its whole process group. A watchdog thread in the
+  worker names where the main thread was (``sys._current_frames()``); code that never releases the
+  interpreter keeps even that thread out, and the failure says so;
+* preparing the target (its import and validation, and ``--messages``) has ``import_timeout`` seconds
+  (default :data:`DEFAULT_IMPORT_TIMEOUT`); a target whose import hangs, fails or ends the process is
+  unusable (:class:`~lmstream.conformance.TargetError`, exit status 2 on the command line);
+* restarting a worker costs ``R``: a fork (a few milliseconds) or a new interpreter, plus the target's
+  import again.
+
+So **a run of N checks ends within I + N x (T + G + M + R)**, I the first import, whatever the target
+does; with the defaults (T = 2 s, G = M = 0.5 s) and the 11 engine checks a target that blocks every check
+is reported in about 33 s plus 11 imports of it. A conforming target's run starts one worker.
+
+**Output.** In the worker, file descriptors 1 and 2 (and ``sys.stdout``, ``sys.stderr``, put back before
+each check) write to capture files, so prints, direct ``os.write(1, ...)``, threads and child processes
+are all caught, and a target that closes fd 1 or replaces ``sys.stdout`` harms nothing. What was written
+during a check is that result's ``stdout`` and ``stderr`` (:class:`~lmstream.conformance.CheckResult`);
+what was written outside any check (the import) is the report's. Each is kept to 16 KiB (the start and the
+end); the text report shows a few lines of it as a note, the JSON and JUnit reports carry it as fields.
 
 **Never lies, never litters.** A target that raises inside a check fails that check, with the exception
-summarised (type, message, the frame that raised it), never the run. Warnings, asyncio's complaints and
-unraisable exceptions during a check are captured and reported with its result, never printed. The suite
-starts no thread; threads the target leaves running are reported.
+summarised (type, message, the frame that raised it), never the run, and so does one that raises
+``SystemExit``, ``KeyboardInterrupt`` or ``GeneratorExit``, stops or closes the loop or cancels the
+runner's task. Warnings, asyncio's complaints and unraisable exceptions during a check are captured and
+reported with its result, never printed. Threads the target leaves running are reported; the worker ends
+with ``os._exit()``, so none of them holds the run up. A ``KeyboardInterrupt`` in the caller (the user's
+Ctrl-C: the worker has a process group of its own, so the terminal's interrupt reaches the caller only)
+stops the run at once: :func:`run_checks` kills the worker and raises it; the command line prints the
+checks that ended before it.
 """
 
 from __future__ import annotations
 
-import asyncio
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
-from lmstream.spec import get_requirement
-
-from ._isolation import IsolatedRun, TargetExited, require_sync, run_isolated
-from ._watchdog import TargetBlocked
+from ._isolation import require_sync
+from ._supervisor import supervise
 from .checks import checks_for
-from .context import CheckContext
-from .describe import describe_exception, seconds
-from .links import spec_url
-from .model import Check, CheckFailure, CheckResult, CheckSkipped, Outcome, Report, TargetKind
-from .prompt import STANDARD_PROMPT
+from .model import Check, CheckResult, Report, TargetKind, format_failure
 from .selection import compile_selection
-from .targets import Target, load_messages, resolve_target
 
-__all__ = ["DEFAULT_TIMEOUT", "default_grace", "format_failure", "run_check", "run_checks"]
+__all__ = [
+    "DEFAULT_IMPORT_TIMEOUT",
+    "DEFAULT_TIMEOUT",
+    "MAX_TIMEOUT",
+    "MIN_TIMEOUT",
+    "default_grace",
+    "format_failure",
+    "run_check",
+    "run_checks",
+]
 
 DEFAULT_TIMEOUT: Final = 2.0
 """The default budget of one check, in seconds."""
+
+MIN_TIMEOUT: Final = 0.01
+"""The smallest timeout accepted, in seconds."""
+
+MAX_TIMEOUT: Final = 3600.0
+"""The largest timeout (and grace, and import timeout) accepted, in seconds."""
+
+DEFAULT_IMPORT_TIMEOUT: Final = 60.0
+"""The default time a worker has to import and validate the target, in seconds."""
 
 
 def default_grace(timeout: float) -> float:
     """How long a target gets to react to a cancellation: ``min(0.5, max(0.05, timeout / 4))`` seconds."""
     return min(0.5, max(0.05, timeout / 4))
-
-
-def format_failure(requirement_id: str, observed: str, expected: str | None = None) -> str:
-    """The message of a failed result: ``expected:``, ``observed:`` and ``spec:`` lines."""
-    requirement = get_requirement(requirement_id)
-    return "\n".join(
-        [
-            f"expected: {expected or requirement.statement}",
-            f"observed: {observed}",
-            f"spec: {spec_url(requirement_id)}",
-        ]
-    )
 
 
 def run_check(
@@ -72,23 +118,35 @@ def run_check(
     grace: float | None = None,
     messages: Sequence[object] | str | None = None,
     target_name: str | None = None,
+    import_timeout: float = DEFAULT_IMPORT_TIMEOUT,
 ) -> CheckResult:
-    """Run one check against ``target`` in a fresh event loop and return its result.
+    """Run one check against ``target`` in a worker process and return its result.
 
     :param target: an object of the check's kind, a validated target, or a ``"module:attribute"`` string.
-    :param timeout: the check's budget in seconds (> 0).
+    :param timeout: the check's budget in seconds (:data:`MIN_TIMEOUT` to :data:`MAX_TIMEOUT`).
     :param grace: see the module docstring; default :func:`default_grace`.
     :param messages: the prompt for engine checks (a sequence of messages, or ``"module:attribute"`` naming
         one or a zero-argument callable returning one); default :data:`~lmstream.conformance.STANDARD_PROMPT`.
     :param target_name: how to name the target in messages and reproduction snippets.
-    :raises TargetError: when ``target`` is not a valid target of the check's kind.
+    :param import_timeout: seconds the worker has to import and validate the target.
+    :raises TargetError: when ``target`` cannot be imported or is not a valid target of the check's kind.
+    :raises ValueError: for a timeout, grace or import timeout out of range.
     :raises RuntimeError: when called from a running event loop (call it from synchronous code).
+    :raises KeyboardInterrupt: when the user interrupted the run (the worker is killed first).
     """
-    require_sync("lmstream checks (run_check, run_checks)")
-    _require_positive(timeout)
-    resolved = resolve_target(check.kind, target, name=target_name)
-    prompt, prompt_name = _prompt(messages)
-    return _run_resolved(check, resolved, timeout, grace, prompt, prompt_name, target_name or resolved.name)
+    report = _run(
+        check.kind,
+        target,
+        [check],
+        timeout=timeout,
+        grace=grace,
+        messages=messages,
+        target_name=target_name,
+        import_timeout=import_timeout,
+    )
+    if report.interrupted or not report.results:
+        raise KeyboardInterrupt
+    return report.results[0]
 
 
 def run_checks(
@@ -101,107 +159,85 @@ def run_checks(
     messages: Sequence[object] | str | None = None,
     target_name: str | None = None,
     checks: Iterable[Check] | None = None,
+    import_timeout: float = DEFAULT_IMPORT_TIMEOUT,
+    keep_partial: bool = False,
 ) -> Report:
     """Run every check of ``kind`` (or those ``select`` keeps) against ``target``; return the report.
 
     :param select: a ``-k`` expression (see :mod:`lmstream.conformance.selection`) or a predicate.
     :param checks: the checks to choose from; default every registered check of ``kind``.
     :param messages: as for :func:`run_check`.
+    :param keep_partial: on a ``KeyboardInterrupt``, return the checks that ended before it (with
+        the report's ``interrupted`` set) instead of raising it.
     :raises TargetError: when ``target`` is not a valid target of this kind, or ``messages`` cannot be
         loaded.
     :raises SelectionError: when ``select`` is a malformed expression.
+    :raises ValueError: for a timeout, grace or import timeout out of range.
+    :raises KeyboardInterrupt: when the user interrupted the run (the worker is killed first), unless
+        ``keep_partial``.
     """
-    require_sync("lmstream checks (run_check, run_checks)")
-    _require_positive(timeout)
     keep = compile_selection(select) if isinstance(select, str) else select
     chosen = [c for c in (checks_for(kind) if checks is None else checks) if c.kind is kind]
     if keep is not None:
         chosen = [c for c in chosen if keep(c)]
-    resolved = resolve_target(kind, target, name=target_name)
-    name = target_name or resolved.name
-    prompt, prompt_name = _prompt(messages)
-    results = tuple(_run_resolved(c, resolved, timeout, grace, prompt, prompt_name, name) for c in chosen)
-    return Report(kind=kind, target=name, results=results)
-
-
-def _prompt(messages: Sequence[object] | str | None) -> tuple[Sequence[object], str | None]:
-    if messages is None:
-        return STANDARD_PROMPT, None
-    if isinstance(messages, str):
-        return load_messages(messages)
-    return messages, None
-
-
-def _require_positive(timeout: float) -> None:
-    if not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-
-
-def _run_resolved(
-    check: Check,
-    target: Target,
-    timeout: float,
-    grace: float | None,
-    messages: Sequence[object],
-    messages_name: str | None,
-    target_name: str,
-) -> CheckResult:
-    grace = default_grace(timeout) if grace is None else grace
-    ctx = CheckContext(
-        timeout=timeout, grace=grace, messages=messages, target_name=target_name, messages_name=messages_name
-    )
-
-    async def run_the_check() -> None:
-        try:
-            await check.run(target, ctx)
-        except SystemExit as exc:  # a task that raises SystemExit would stop the loop: keep it in the check
-            raise TargetExited(exc) from exc
-
-    run = run_isolated(
-        run_the_check,
-        ctx,
+    report = _run(
+        kind,
+        target,
+        chosen,
         timeout=timeout,
         grace=grace,
-        name=f"lmstream check {check.requirement_id} {check.name}",
+        messages=messages,
+        target_name=target_name,
+        import_timeout=import_timeout,
     )
-    return _result(check, ctx, run, timeout)
+    if report.interrupted and not keep_partial:
+        raise KeyboardInterrupt
+    return report
 
 
-def _result(check: Check, ctx: CheckContext, run: IsolatedRun, timeout: float) -> CheckResult:
-    notes = [f"note: {line}" for line in [*ctx.notes, *run.problems]]
-    error = run.exception
-    rid = check.requirement_id
-    if isinstance(error, CheckSkipped):
-        return CheckResult(check, Outcome.SKIPPED, "\n".join([error.reason, *notes]), duration=run.elapsed)
-    if isinstance(error, CheckFailure):
-        message = format_failure(rid, error.observed, error.expected)
-        return CheckResult(
-            check, Outcome.FAILED, "\n".join([message, *notes]), error.reproduction, run.elapsed
+def _run(
+    kind: TargetKind,
+    target: object,
+    chosen: Sequence[Check],
+    *,
+    timeout: float,
+    grace: float | None,
+    messages: Sequence[object] | str | None,
+    target_name: str | None,
+    import_timeout: float,
+) -> Report:
+    """Run ``chosen``; an interrupted run comes back with ``interrupted`` set."""
+    require_sync("lmstream checks (run_check, run_checks)")
+    timeout = _seconds(timeout, "timeout", MIN_TIMEOUT)
+    grace = default_grace(timeout) if grace is None else _seconds(grace, "grace", 0.0)
+    import_timeout = _seconds(import_timeout, "import timeout", MIN_TIMEOUT)
+    run = supervise(
+        kind=kind,
+        target=target,
+        target_name=target_name,
+        checks=chosen,
+        timeout=timeout,
+        grace=grace,
+        messages=messages,
+        import_timeout=import_timeout,
+    )
+    return Report(
+        kind=kind,
+        target=target_name or run.name,
+        results=tuple(run.results),
+        stdout=run.stdout,
+        stderr=run.stderr,
+        interrupted=run.interrupted,
+    )
+
+
+def _seconds(value: object, what: str, least: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"the {what} must be a number of seconds, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or not least <= number <= MAX_TIMEOUT:
+        low = f"{least:g}" if least else "0"
+        raise ValueError(
+            f"the {what} must be a finite number of seconds from {low} to {MAX_TIMEOUT:g}, got {value!r}"
         )
-    if run.stopped_by is not None:
-        observed = f"the target raised {describe_exception(run.stopped_by)}, which stopped the event loop"
-    elif run.finished and error is None:
-        return CheckResult(check, Outcome.PASSED, "\n".join(notes), duration=run.elapsed)
-    elif isinstance(error, TargetBlocked) or (run.blocked_at and not run.finished):
-        where = run.blocked_at[0] if run.blocked_at else "an unknown place"
-        observed = (
-            f"the target blocked the event loop synchronously (time.sleep, blocking I/O or a busy loop?) at "
-            f"{where}, past the check's deadline of {seconds(timeout)}; the suite's watchdog interrupted it"
-        )
-    elif run.cancelled_by_runner:
-        waited = run.waiting_for or "something the check did not name"
-        observed = f"the check did not finish within {seconds(timeout)}: it was waiting for {waited}"
-        if not run.finished:
-            observed += "; the target ignored the cancellation, and the check was abandoned"
-    elif isinstance(error, TargetExited) and error.__cause__ is not None:
-        observed = f"the target raised {describe_exception(error.__cause__)} (sys.exit()?) inside the check"
-    elif isinstance(error, asyncio.CancelledError):
-        observed = (
-            "the check's task was cancelled, not by the suite: the target raised CancelledError on its own"
-        )
-    elif error is not None:
-        observed = f"the target raised {describe_exception(error)}"
-    else:  # pragma: no cover - a task neither finished nor cancelled by the runner cannot exist
-        observed = "the check did not finish"
-    message = format_failure(rid, observed)
-    return CheckResult(check, Outcome.FAILED, "\n".join([message, *notes]), duration=run.elapsed)
+    return number
