@@ -571,10 +571,12 @@ class _Run:
         blocked_for = (reported if isinstance(reported, (int, float)) else 0.0) + (now - record.blocked_at)
         where = str(report.get("where", "an unknown place"))
         if report.get("state") == "outside":
-            how = "outside the event loop (in a finalizer or __del__ run by the check's cleanup?)"
+            how, hint = "outside the event loop", " (a finalizer or __del__ run by the check's cleanup?)"
         else:
-            how = "without returning to the event loop (time.sleep, blocking I/O, a busy loop?)"
-        return f"the target blocked the process for {seconds(blocked_for)} {how}, at {where}; {deadline}"
+            how, hint = "without returning to the event loop", " (time.sleep, blocking I/O, a busy loop?)"
+        return (
+            f"the target blocked the process for {seconds(blocked_for)} {how}, at {where}{hint}; {deadline}"
+        )
 
     def _stop_and_sizes(self) -> tuple[int, int]:
         self._stop_worker()

@@ -79,7 +79,7 @@ def load_object(spec: str) -> object:
         except AttributeError:
             what = f"module {module_name!r}" if path == module_name else repr(path)
             raise TargetError(f"{what} has no attribute {part!r} (looking up {spec!r})") from None
-        except Exception as exc:
+        except BaseException as exc:  # a KeyboardInterrupt here is the target's: it runs in a worker
             raise TargetError(f"reading {path}.{part} raised {describe_exception(exc)}") from None
         path = f"{path}.{part}" if path != module_name else f"{module_name}:{part}"
     return obj
@@ -116,7 +116,7 @@ def _import(module_name: str) -> object:
     except SyntaxError as exc:
         where = f" ({exc.filename}, line {exc.lineno})" if exc.filename else ""
         raise TargetError(f"cannot import {module_name!r}: SyntaxError: {exc.msg}{where}") from None
-    except (Exception, SystemExit) as exc:
+    except BaseException as exc:  # SystemExit, KeyboardInterrupt...: the target's, it runs in a worker
         raise TargetError(f"importing {module_name!r} raised {describe_exception(exc)}") from None
 
 
