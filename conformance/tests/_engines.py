@@ -344,7 +344,7 @@ class HangsEverywhere:
 
 class _Sleeper(_Hopeless):
     async def __anext__(self) -> object:
-        time.sleep(30)  # noqa: ASYNC251 - blocks the event loop on purpose: only the watchdog can interrupt it
+        time.sleep(30)  # noqa: ASYNC251 - blocks the event loop on purpose: only the supervisor can stop it
         return "late"
 
 

@@ -247,6 +247,15 @@ class InterruptsItself(_Engine):
         await asyncio.sleep(0.1)
 
 
+class Floods(_Engine):
+    """Writes to stdout as fast as it can, for ever."""
+
+    async def misbehave(self) -> None:
+        chunk = b"flood " * 10_000
+        while True:
+            os.write(1, chunk)
+
+
 class ClosesEveryDescriptor(_Engine):
     """Closes every file descriptor it did not open, the suite's channel included."""
 

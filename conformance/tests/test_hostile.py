@@ -116,6 +116,7 @@ CRASHES = [
     Case("KillsItself", cause="killed by SIGKILL, not by the suite"),
     Case("InterruptsItself", cause="KeyboardInterrupt"),
     Case("ClosesEveryDescriptor", cause="closed the suite's channel to the worker process"),
+    Case("Floods", cause="the target wrote more than 16 MiB to stdout; the suite stopped the process"),
 ]
 
 POLLUTION = [

@@ -99,3 +99,56 @@ def test_junit() -> None:
         assert (should.find("failure") is not None) is strict
         assert should.find("skipped") is not None or strict
         assert cases["test_ES_1_returns_async_iterable"].find("failure") is None
+
+
+def _noisy(**report: object) -> Report:
+    check = get_check(TargetKind.ENGINE, "items_are_tokens_or_completions")
+    lines = "".join(f"line {n}\n" for n in range(1, 9))
+    result = CheckResult(
+        check, Outcome.FAILED, "expected: x\nobserved: \x1b[31mred\x1b[0m\nspec: z", None, 0.1
+    )
+    result = CheckResult(
+        check, result.outcome, result.message, None, 0.1, stdout=lines, stderr="bell\x07 nul\x00 \ud800"
+    )
+    return Report(TargetKind.ENGINE, "pkg:Engine", (result,), **report)  # type: ignore[arg-type]
+
+
+def test_text_shows_the_targets_output_as_a_bounded_note_with_controls_escaped() -> None:
+    text = render_text(_noisy(stdout="at import\n"))
+    lines = text.splitlines()
+    assert lines[1:3] == [
+        "note: the target wrote 10 character(s) to stdout outside any check (while it was imported):",
+        "    | at import",
+    ]
+    assert "    observed: \\x1b[31mred\\x1b[0m" in lines
+    start = lines.index("    note: the target wrote 56 character(s) to stdout during the check:")
+    assert lines[start + 1 : start + 7] == [
+        *(f"        | line {n}" for n in range(1, 6)),
+        "        | ... 3 more line(s), in the JSON and JUnit reports",
+    ]
+    assert "        | bell\\x07 nul\\x00 \ud800" in lines
+    assert lines[-1] == "0 passed, 1 failed, 0 skipped"
+    assert not any(c in text for c in "\x00\x07\x1b")
+
+
+def test_json_and_junit_carry_the_output_and_junit_always_parses() -> None:
+    report = _noisy(stdout="at import\n", stderr="\x00", interrupted=True)
+    data = json.loads(render_json(report))
+    assert data["results"][0]["stdout"].startswith("line 1\n") and data["interrupted"] is True
+    assert (data["stdout"], data["stderr"]) == ("at import\n", "\x00")
+    suite = ET.fromstring(render_junit(report)).find("testsuite")
+    assert suite is not None
+    case = suite.find("testcase")
+    assert case is not None
+    assert (case.findtext("system-out") or "").startswith("line 1\nline 2")
+    assert case.findtext("system-err") == "bell\ufffd nul\ufffd \ufffd"
+    failure = case.find("failure")
+    assert failure is not None and failure.text is not None and "\ufffd[31mred" in failure.text
+    assert suite.findtext("system-out") == "at import\n" and suite.findtext("system-err") == "\ufffd"
+    properties = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert properties["interrupted"] == "true"
+
+
+def test_an_interrupted_run_never_passes() -> None:
+    assert Report(TargetKind.ENGINE, "pkg:Engine", (), interrupted=True).exit_code() == 1
+    assert Report(TargetKind.ENGINE, "pkg:Engine", ()).exit_code() == 0

@@ -46,3 +46,25 @@ def test_expressions(expression: str, ids: list[str]) -> None:
 def test_malformed_expressions(expression: str, message: str) -> None:
     with pytest.raises(SelectionError, match=message.replace("(", r"\(").replace(")", r"\)")):
         compile_selection(expression)
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("(" * 33 + "ES-1" + ")" * 33, "nest more than 32 deep"),
+        ("not " * 33 + "ES-1", "nest more than 32 deep"),
+        ("(" * 3000 + "ES-1" + ")" * 3000, "6001 words and parentheses, more than the 1000 allowed"),
+    ],
+)
+def test_nesting_and_length_are_bounded(expression: str, message: str) -> None:
+    with pytest.raises(SelectionError, match=message):
+        compile_selection(expression)
+
+
+def test_the_deepest_nesting_allowed_and_long_chains_work() -> None:
+    assert _ids("(" * 32 + "ES-2" + ")" * 32) == ["ES-2"]
+    assert _ids("not " * 31 + "ES-2") == [
+        c.requirement_id for c in checks_for(TargetKind.ENGINE) if c.requirement_id != "ES-2"
+    ]
+    assert _ids(" or ".join(["ES-2"] * 499 + ["ES-3"])) == ["ES-2", "ES-3"]
+    assert _ids(" and ".join(["MUST"] * 300 + ["ES-3"])) == ["ES-3"]

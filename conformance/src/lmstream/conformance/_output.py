@@ -1,5 +1,8 @@
 """What the target writes to stdout and stderr: captured in files per run, cut per check, never printed.
 
+(The supervisor stops a worker whose target writes more than
+:data:`~lmstream.conformance._supervisor.OUTPUT_CAP` bytes to one stream during one check.)
+
 Supervisor side, :class:`OutputFiles`: two empty files in a private temporary directory, one per stream,
 appended to by every worker of the run; :meth:`OutputFiles.text` reads what was written between two
 offsets, kept to :data:`OUTPUT_LIMIT` characters (the start and the end, with the number of characters

@@ -57,8 +57,8 @@ from typing import Final, Literal, Union
 
 from ._channel import CLOSED, Message, Receiver, new_token
 from ._execute import execute, prepare
-from ._output import OutputFiles
-from ._worker import SPAWN_CODE, Job, serve, spawnable
+from ._output import OutputFiles, Stream
+from ._worker import CRASHED, SPAWN_CODE, Job, serve, spawnable
 from .describe import seconds
 from .model import Check, CheckResult, Outcome, TargetKind, format_failure
 from .targets import TargetError
@@ -73,6 +73,12 @@ _REAP: Final = 5.0
 """Seconds to wait for a killed worker to be gone (SIGKILL cannot be caught: this is slack, not a wait)."""
 _EXIT_GRACE: Final = 0.5
 """After the channel closes, how long the worker has to exit before it is killed."""
+OUTPUT_CAP: Final = 16 * 1024 * 1024
+"""Bytes the target may write to each of stdout and stderr during one check (or its import); past that the
+worker is stopped and the check fails: the disk is not the target's to fill."""
+_STREAMS: Final[tuple[Stream, Stream]] = ("stdout", "stderr")
+_SIZE_CHECK: Final = 0.25
+"""Seconds between two looks at the size of the capture files."""
 
 
 def margin(grace: float) -> float:
@@ -119,8 +125,25 @@ class _Timeout:
     pass
 
 
+@dataclass
+class _Checking:
+    """Where a worker is in its checks: the check in progress, the last one that ended."""
+
+    begin: tuple[int, int]
+    deadline: float
+    current: _Record | None = None
+    previous: _Record | None = None
+    progressed: bool = False
+    end_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class _Overflow:
+    stream: str
+
+
 _TIMEOUT: Final = _Timeout()
-_Next = Union[Message, _Ended, _Timeout]  # noqa: UP007 - a runtime alias on Python 3.10
+_Next = Union[Message, _Ended, _Timeout, _Overflow]  # noqa: UP007 - a runtime alias on Python 3.10
 
 
 def supervise(
@@ -258,8 +281,8 @@ class _Process:
         """The exit status (negative: the signal) once the process has ended, else ``None``."""
         if self.status is not None:
             return self.status
-        if self.popen is not None and os.name == "nt":
-            self.status = self.popen.poll()
+        if self.popen is not None and (os.name == "nt" or not hasattr(os, "waitid")):
+            self.status = self.popen.poll()  # reaps it: its group can then only be killed through it
             return self.status
         try:
             info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
@@ -433,6 +456,7 @@ class _Run:
     def run(self) -> Supervised:
         interrupted = False
         try:
+            self._one_worker()  # even with no check to run: the target is validated all the same
             while self.pending:
                 self._one_worker()
         except KeyboardInterrupt:  # the user's: the supervisor runs no code of the target
@@ -467,14 +491,27 @@ class _Run:
         for index in list(self.pending):
             self._fail(index, cause)
 
+    def _next(self, worker: _Worker, deadline: float, since: tuple[int, int]) -> _Next:
+        """:meth:`_Worker.next`, looking on the way at how much was written since ``since`` (offsets)."""
+        while True:
+            got = worker.next(min(deadline, time.monotonic() + _SIZE_CHECK))
+            if not isinstance(got, _Timeout) or time.monotonic() >= deadline:
+                return got
+            for stream, start in zip(_STREAMS, since, strict=True):
+                if self.files.size(stream) - start > OUTPUT_CAP:
+                    return _Overflow(stream)
+
     def _prepare(self, worker: _Worker) -> str | None:
         """Wait for ``ready``; the one-line problem otherwise."""
         started = time.monotonic()
         deadline = started + self.import_timeout
         blocked: Message | None = None
         what = f"importing {self.label}" if isinstance(self.job.target, str) else f"preparing {self.label}"
+        since = (self.files.size("stdout"), self.files.size("stderr"))
         while True:
-            got = worker.next(deadline)
+            got = self._next(worker, deadline, since)
+            if isinstance(got, _Overflow):
+                return f"{what} wrote {_too_much(got.stream)}; the suite stopped it"
             if isinstance(got, _Timeout):
                 where = _where(blocked)
                 within = seconds(self.import_timeout)
@@ -493,70 +530,86 @@ class _Run:
                 blocked = got
 
     def _checks(self, worker: _Worker, begin: tuple[int, int]) -> None:
-        current: _Record | None = None
-        previous: _Record | None = None
-        progressed = False
-        deadline = time.monotonic() + self.margin
-        end_reason: str | None = None
+        state = _Checking(begin, deadline=time.monotonic() + self.margin)
         try:
             while True:
-                got = worker.next(deadline)
+                current = state.current
+                since = (current.out[0], current.err[0]) if current is not None else begin
+                got = self._next(worker, state.deadline, since)
                 now = time.monotonic()
+                if isinstance(got, _Overflow):
+                    self._ended(
+                        state, f"the target wrote {_too_much(got.stream)}; the suite stopped the process"
+                    )
+                    return
                 if isinstance(got, _Timeout):
                     if current is not None:
                         self._fail_record(current, self._blocked(current, now), now)
                     else:
-                        end_reason = (
+                        state.end_reason = (
                             "the worker process stopped answering between two checks "
                             "(a thread of the target held it?)"
                         )
                     return
                 if isinstance(got, _Ended):
-                    if current is not None:
-                        self._fail_record(current, describe_end(got.status), now)
-                    else:
-                        end_reason = describe_end(got.status)
+                    self._ended(state, describe_end(got.status))
                     return
-                kind = got.get("t")
-                index = got.get("i")
-                if kind == "start" and isinstance(index, int) and index in self.pending:
-                    out, err = _offset(got.get("out")), _offset(got.get("err"))
-                    if previous is not None:
-                        previous.out, previous.err = (previous.out[0], out), (previous.err[0], err)
-                    else:
-                        self.outside.append(((begin[0], out), (begin[1], err)))
-                    current = _Record(index, now, out=(out, -1), err=(err, -1))
-                    self.records[index] = current
-                    deadline = now + self.hard
-                elif kind == "blocked" and current is not None and index == current.index:
-                    current.blocked, current.blocked_at = got, now
-                elif kind == "result" and current is not None and index == current.index:
-                    current.fields = got
-                    current.duration = now - current.started
-                    self.pending.remove(current.index)
-                    previous, current, progressed = current, None, True
-                    deadline = now + self.margin
-                elif kind == "crash" and current is not None and index == current.index:
-                    what = str(got.get("what", "an exception"))
-                    self._fail_record(
-                        current,
-                        f"the target raised {what}, which broke the suite's own machinery in the worker "
-                        "process; the remaining checks ran in a fresh one",
-                        now,
-                    )
+                if not self._handle(state, got, now):
                     return
-                elif kind == "done":
-                    return
+        except KeyboardInterrupt:  # keep what the worker had sent before the user stopped the run
+            while isinstance(sent := worker.receiver.receive(0), dict):
+                if not self._handle(state, sent, time.monotonic()):
+                    break
+            raise
         finally:
             out_end, err_end = self._stop_and_sizes()
-            last = current or previous
+            last = state.current or state.previous
             if last is not None:
                 last.out, last.err = (last.out[0], out_end), (last.err[0], err_end)
             else:
                 self.outside.append(((begin[0], out_end), (begin[1], err_end)))
-            if end_reason is not None and not progressed and self.pending:
-                cause = f"the worker process ended before the check could start: {end_reason}"
+            if state.end_reason is not None and not state.progressed and self.pending:
+                cause = f"the worker process ended before the check could start: {state.end_reason}"
                 self._fail(self.pending[0], cause)
+
+    def _ended(self, state: _Checking, reason: str) -> None:
+        if state.current is not None:
+            self._fail_record(state.current, reason, time.monotonic())
+        else:
+            state.end_reason = reason
+
+    def _handle(self, state: _Checking, got: Message, now: float) -> bool:
+        """Take one message of the checks' phase; ``False`` when the worker has no more to say."""
+        kind, index, current = got.get("t"), got.get("i"), state.current
+        if kind == "start" and isinstance(index, int) and index in self.pending:
+            out, err = _offset(got.get("out")), _offset(got.get("err"))
+            previous = state.previous
+            if previous is not None:
+                previous.out, previous.err = (previous.out[0], out), (previous.err[0], err)
+            else:
+                self.outside.append(((state.begin[0], out), (state.begin[1], err)))
+            state.current = self.records[index] = _Record(index, now, out=(out, -1), err=(err, -1))
+            state.deadline = now + self.hard
+        elif kind == "blocked" and current is not None and index == current.index:
+            current.blocked, current.blocked_at = got, now
+        elif kind == "result" and current is not None and index == current.index:
+            current.fields = got
+            current.duration = now - current.started
+            self.pending.remove(current.index)
+            state.previous, state.current, state.progressed = current, None, True
+            state.deadline = now + self.margin
+        elif kind == "crash" and current is not None and index == current.index:
+            what = str(got.get("what", "an exception"))
+            self._fail_record(
+                current,
+                f"the target raised {what}, which broke the suite's own machinery in the worker process; "
+                "the remaining checks ran in a fresh one",
+                now,
+            )
+            return False
+        elif kind == "done":
+            return False
+        return True
 
     def _blocked(self, record: _Record, now: float) -> str:
         report = record.blocked
@@ -648,6 +701,10 @@ def _offset(value: object) -> int:
     return value if isinstance(value, int) and value >= 0 else 0
 
 
+def _too_much(stream: str) -> str:
+    return f"more than {OUTPUT_CAP // (1024 * 1024)} MiB to {stream}"
+
+
 def _where(report: Message | None) -> str:
     if report is None:
         return ": it held the interpreter without a break (a long computation in C code?)"
@@ -660,6 +717,11 @@ def describe_end(status: int | None) -> str:
         return (
             "the target closed the suite's channel to the worker process (it closed file descriptors it had "
             "not opened?); the suite stopped the process"
+        )
+    if status == CRASHED:
+        return (
+            "the worker process could not go on: the target broke what it needs (closed or replaced its file "
+            f"descriptors?), or called os._exit({CRASHED})"
         )
     if status >= 0:
         return f"the target ended the worker process with os._exit({status}) (or another immediate exit)"

@@ -41,12 +41,13 @@ from .describe import describe_exception
 from .model import Check, TargetKind
 from .targets import TargetError
 
-__all__ = ["SPAWN_CODE", "Job", "serve", "spawnable", "spawned_main"]
+__all__ = ["CRASHED", "SPAWN_CODE", "Job", "serve", "spawnable", "spawned_main"]
 
 SPAWN_CODE = "import sys; from lmstream.conformance._worker import spawned_main; spawned_main(sys.argv[1])"
 """What a spawned worker runs (``python -c SPAWN_CODE JOB_PATH``)."""
 
-_CRASHED = 70
+CRASHED = 70
+"""The worker's exit status when the target broke what the worker itself needs (its descriptors)."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class Job:
 
 def serve(job: Job, channel_fd: int) -> NoReturn:
     """Do the job (see the module docstring), then end the process. Never returns."""
-    code = _CRASHED
+    code = CRASHED
     try:
         code = _serve(job, channel_fd)
     finally:
@@ -95,7 +96,7 @@ def spawned_main(job_path: str) -> NoReturn:
         if job.cwd:
             os.chdir(job.cwd)
     except BaseException:  # nobody to tell yet: the supervisor sees the exit status
-        os._exit(_CRASHED)
+        os._exit(CRASHED)
     serve(job, channel_fd)
 
 
