@@ -17,6 +17,7 @@ import os
 import queue
 import select
 import threading
+import time
 from collections.abc import Mapping
 from typing import Final, Union, cast
 
@@ -92,19 +93,19 @@ class Receiver:
 
     def receive(self, timeout: float) -> Received:
         """The next message, :data:`CLOSED` at the end, or ``None`` if none came within ``timeout`` s."""
+        deadline = time.monotonic() + timeout
         while True:
             message = self._parse_one()
             if message is not None:
                 return message
             if self._eof:
                 return CLOSED
-            chunk = self._read(timeout)
+            chunk = self._read(max(0.0, deadline - time.monotonic()))
             if chunk is None:
                 return None
             if not chunk:
                 self._eof = True
             self._buffer += chunk
-            timeout = 0.0
 
     def close(self) -> None:
         """Close the descriptor (a reader thread ends at its next read)."""

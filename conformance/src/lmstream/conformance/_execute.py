@@ -75,6 +75,8 @@ def execute(
         except (Exception, asyncio.CancelledError):
             raise
         except BaseException as exc:  # SystemExit, KeyboardInterrupt...: keep it inside the check
+            if isinstance(exc, GeneratorExit) and not _in_a_running_loop():
+                raise  # close() of an abandoned check's coroutine, at garbage collection: let it close
             raise TargetExited(exc) from exc
 
     run = run_isolated(
@@ -125,6 +127,14 @@ def _result(check: Check, run: IsolatedRun, ctx_notes: list[str], timeout: float
         observed = "the check did not finish"
     message = format_failure(rid, observed)
     return CheckResult(check, Outcome.FAILED, "\n".join([message, *notes]), duration=run.elapsed)
+
+
+def _in_a_running_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _stopped(exc: BaseException) -> str:
