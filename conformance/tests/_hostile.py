@@ -364,6 +364,10 @@ IMPORTS: dict[str, str] = {
     "import_raises_keyboard_interrupt": "raise KeyboardInterrupt\n",
     "import_raises_base_exception": "class Custom(BaseException):\n    pass\n\nraise Custom('at import')\n",
     "import_exits": "import os\nos._exit(4)\n",
+    "import_runs_the_suite": (
+        "from lmstream.conformance import TargetKind, run_checks\n"
+        "run_checks(TargetKind.ENGINE, 'import_runs_the_suite:Engine')\n"
+    ),
     "import_prints": "import os, sys\nprint('hello at import')\nos.write(2, b'fd 2 at import\\n')\n"
     + _ENGINE,
     "import_logs": (

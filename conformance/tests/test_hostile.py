@@ -275,6 +275,7 @@ IMPORT_TIMEOUT = 1.0
         ("import_raises_keyboard_interrupt", "importing 'import_raises_keyboard_interrupt' raised"),
         ("import_raises_base_exception", "raised Custom('at import')"),
         ("import_exits", "ended the worker process with os._exit(4)"),
+        ("import_runs_the_suite", "lmstream checks cannot run inside a worker process of the suite"),
         (
             "conformance.tests._hostile",
             "reading conformance.tests._hostile:Namespace.engine raised KeyboardInterrupt",

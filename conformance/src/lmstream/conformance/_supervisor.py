@@ -312,6 +312,7 @@ class _Process:
             _wait_popen(self.popen)
             return
         deadline = time.monotonic() + _REAP
+        pause = 0.0001
         while time.monotonic() < deadline:
             try:
                 pid, _ = os.waitpid(self.pid, os.WNOHANG)
@@ -319,7 +320,8 @@ class _Process:
                 return
             if pid:
                 return
-            time.sleep(0.005)  # SIGKILL was sent: the kernel removes the process within microseconds
+            time.sleep(pause)  # SIGKILL was sent: the process is gone within a fraction of a millisecond
+            pause = min(pause * 2, 0.01)
 
 
 def _wait_popen(popen: subprocess.Popen[bytes]) -> None:

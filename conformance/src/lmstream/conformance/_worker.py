@@ -41,7 +41,7 @@ from .describe import describe_exception
 from .model import Check, TargetKind
 from .targets import TargetError
 
-__all__ = ["CRASHED", "SPAWN_CODE", "Job", "serve", "spawnable", "spawned_main"]
+__all__ = ["CRASHED", "SPAWN_CODE", "Job", "in_a_worker", "serve", "spawnable", "spawned_main"]
 
 SPAWN_CODE = "import sys; from lmstream.conformance._worker import spawned_main; spawned_main(sys.argv[1])"
 """What a spawned worker runs (``python -c SPAWN_CODE JOB_PATH``)."""
@@ -77,8 +77,18 @@ class Job:
     cwd: str = ""
 
 
+_serving = False
+
+
+def in_a_worker() -> bool:
+    """Whether this process is a worker (where the runner refuses to start another run)."""
+    return _serving
+
+
 def serve(job: Job, channel_fd: int) -> NoReturn:
     """Do the job (see the module docstring), then end the process. Never returns."""
+    global _serving
+    _serving = True
     code = CRASHED
     try:
         code = _serve(job, channel_fd)

@@ -77,6 +77,7 @@ from typing import Final
 
 from ._isolation import require_sync
 from ._supervisor import supervise
+from ._worker import in_a_worker
 from .checks import checks_for
 from .model import Check, CheckResult, Report, TargetKind, format_failure
 from .selection import compile_selection
@@ -131,7 +132,8 @@ def run_check(
     :param import_timeout: seconds the worker has to import and validate the target.
     :raises TargetError: when ``target`` cannot be imported or is not a valid target of the check's kind.
     :raises ValueError: for a timeout, grace or import timeout out of range.
-    :raises RuntimeError: when called from a running event loop (call it from synchronous code).
+    :raises RuntimeError: when called from a running event loop (call it from synchronous code), or from
+        inside a worker process (by the target being checked).
     :raises KeyboardInterrupt: when the user interrupted the run (the worker is killed first).
     """
     report = _run(
@@ -208,6 +210,11 @@ def _run(
 ) -> Report:
     """Run ``chosen``; an interrupted run comes back with ``interrupted`` set."""
     require_sync("lmstream checks (run_check, run_checks)")
+    if in_a_worker():  # e.g. a target module that runs the suite on itself when imported
+        raise RuntimeError(
+            "lmstream checks cannot run inside a worker process of the suite: the target (its import or "
+            "its code) called run_check() or run_checks()"
+        )
     timeout = _seconds(timeout, "timeout", MIN_TIMEOUT)
     grace = default_grace(timeout) if grace is None else _seconds(grace, "grace", 0.0)
     import_timeout = _seconds(import_timeout, "import timeout", MIN_TIMEOUT)
