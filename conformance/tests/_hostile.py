@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import logging
 import os
 import signal
@@ -330,6 +331,18 @@ class WritesGarbage(_Conforming):
 class WritesALot(_Conforming):
     def noise(self) -> None:
         os.write(1, b"x" * 1_000_000 + b"\nthe end\n")
+
+
+def _no_json(*args: object, **kwargs: object) -> str:
+    return "{}"
+
+
+class SilencesTheSuite(_Conforming):
+    """Replaces os.write and json.dumps (with functions that pretend to work) in the worker."""
+
+    def noise(self) -> None:
+        os.write = lambda fd, data: memoryview(data).nbytes
+        json.dumps = _no_json
 
 
 class Logs(_Conforming):

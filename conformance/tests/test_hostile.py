@@ -167,6 +167,7 @@ POLLUTION = [
         passed=frozenset({"ES-1", "ES-2", "ES-3"}),
         stdout="bytes left out",
     ),
+    Case("SilencesTheSuite", status=0, failed=frozenset(), passed=frozenset({"ES-1", "ES-2", "ES-3"})),
     Case(
         "Logs",
         status=0,
@@ -422,6 +423,23 @@ async def test_ctrl_c_stops_the_run_at_once_with_the_partial_report(
     assert data["interrupted"] is True and [r["id"] for r in data["results"]] == ["ES-1"]
     with pytest.raises(ProcessLookupError):
         os.kill(worker, 0)
+
+
+@POSIX
+def test_a_command_started_with_stdout_closed_still_writes_its_junit_file(tmp_path: Path) -> None:
+    """With fd 1 closed, the worker's pipe could take fd 1 and be redirected away: it must not."""
+    junit = tmp_path / "report.xml"
+    command = [sys.executable, "-m", "lmstream.conformance", "check", "engine", f"{MODULE}:Prints"]
+    done = subprocess.run(
+        ["sh", "-c", 'exec "$0" "$@" >&-', *command, "-k", "ES-2", "--junit-xml", str(junit)],
+        capture_output=False,
+        stderr=subprocess.PIPE,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0 and done.stderr == b""
+    (case,) = ET.parse(junit).getroot().iter("testcase")
+    assert case.findtext("system-out") == "hello from the engine\n"
 
 
 @POSIX

@@ -26,6 +26,8 @@ __all__ = ["CLOSED", "Closed", "Message", "Receiver", "Sender", "new_token"]
 Message = dict[str, object]
 """One message: a JSON object whose ``"t"`` names its type (``"ready"``, ``"start"``, ``"result"``...)."""
 
+_write = os.write  # bound now: a target that replaces os.write or json.dumps cannot silence the worker
+_dumps = json.dumps
 _CHUNK: Final = 65536
 _LINE_LIMIT: Final = 8 * 1024 * 1024
 """A line longer than this is dropped: only the target can have written it."""
@@ -64,14 +66,14 @@ class Sender:
 
     def send(self, message: Mapping[str, object]) -> bool:
         """Send one message; ``False`` when the channel is broken."""
-        data = self._prefix + json.dumps(message, separators=(",", ":")).encode("ascii") + b"\n"
+        data = self._prefix + _dumps(message, separators=(",", ":")).encode("ascii") + b"\n"
         with self._lock:
             if self.broken:
                 return False
             try:
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(self._fd, view) :]
+                    view = view[_write(self._fd, view) :]
             except OSError:
                 self.broken = True
                 return False

@@ -162,6 +162,7 @@ def supervise(
     :raises TargetError: when the target (or the prompt) cannot be imported, is not valid, or its
         preparation hangs or ends the first worker.
     """
+    _standard_descriptors()
     files = OutputFiles()
     job = Job(
         kind=kind,
@@ -416,6 +417,19 @@ def _spawn(job: Job, path: str) -> _Worker:
     fd = os.dup(popen.stdout.fileno())
     popen.stdout.close()
     return _Worker(_Process(popen.pid, popen), Receiver(fd, job.token))
+
+
+def _standard_descriptors() -> None:
+    """Open the null device on fds 0, 1 or 2 if closed (``lmstream check ... >&-``), so that no pipe or
+    capture file of the worker's can land there and be taken over by its standard streams."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            opened = os.open(os.devnull, os.O_RDWR)
+            if opened != fd:  # pragma: no cover - the lowest free descriptor is the closed one
+                os.dup2(opened, fd)
+                os.close(opened)
 
 
 def _flush_standard_streams() -> None:

@@ -166,11 +166,21 @@ def _one(
             "t": "result",
             "i": index,
             "outcome": result.outcome.value,
-            "message": result.message,
-            "reproduction": result.reproduction,
+            "message": _clip(result.message),
+            "reproduction": None if result.reproduction is None else _clip(result.reproduction),
             "duration": result.duration,
         }
     )
+
+
+_TEXT_LIMIT = 256 * 1024
+"""Characters of a result's message or reproduction sent (thousands of warnings make a long message)."""
+
+
+def _clip(text: str) -> str:
+    if len(text) <= _TEXT_LIMIT:
+        return text
+    return text[:_TEXT_LIMIT] + f"\n[... {len(text) - _TEXT_LIMIT} characters left out]"
 
 
 def _default_signals() -> None:

@@ -164,15 +164,20 @@ def _run_command(argv: Sequence[str] | None) -> int:
     return report.exit_code(strict=args.strict)
 
 
-def _write(stream: TextIO, text: str) -> None:
-    """Print ``text`` and a newline; a reader that left (``lmstream check ... | head``) is not an error."""
+def _write(stream: TextIO | None, text: str) -> None:
+    """Print ``text`` and a newline; a reader that left (``lmstream check ... | head``) or a closed stdout
+    is not an error (the exit status still tells)."""
+    if stream is None:  # the command was started with stdout closed
+        return
     encoding = getattr(stream, "encoding", None) or "utf-8"
     try:
         stream.write(text.encode(encoding, errors="backslashreplace").decode(encoding) + "\n")
         stream.flush()
-    except BrokenPipeError:  # the status still tells
+    except BrokenPipeError:
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+    except (OSError, ValueError):  # a closed or unusable stdout
+        pass
 
 
 def _wants_json(argv: Sequence[str]) -> bool:
