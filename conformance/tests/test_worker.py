@@ -12,8 +12,8 @@ import pytest
 
 from lmstream.conformance import Outcome, TargetError, TargetKind, run_check, run_checks
 from lmstream.conformance._channel import CLOSED, Receiver, Sender
+from lmstream.conformance._launch import describe_end, import_name, start_method
 from lmstream.conformance._output import OUTPUT_LIMIT, OutputFiles
-from lmstream.conformance._supervisor import describe_end, import_name, start_method
 from lmstream.conformance._worker import Job
 from lmstream.conformance.checks import get_check
 from lmstream.conformance.examples import EchoEngine
