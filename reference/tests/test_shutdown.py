@@ -14,89 +14,17 @@ from __future__ import annotations
 import asyncio
 import gc
 import sys
-from collections.abc import AsyncGenerator, Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator
 from typing import Any, Literal
 
 import pytest
 
 from lmstream.reference import StreamManager
-from lmstream.spec import StreamIncompleteError, StreamState
+from lmstream.spec import StreamState
 
-from ._elsewhere import Reports, asyncio_run_reporting, in_thread
-from ._harness import CountingLock, EngineKind, Faults, Probe, RecordingManager
-
-TOKENS = ["a", " b", " c"]
-Left = Literal["primed", "stepped", "blocked", "busy", "waiter", "stopping"]
-LEFT: tuple[Left, ...] = ("primed", "stepped", "blocked", "busy", "waiter", "stopping")
-
-
-@dataclass
-class Leftover:
-    """What ``main()`` left behind, kept past ``asyncio.run()`` to be looked at afterwards."""
-
-    probe: Probe | None = None
-    manager: StreamManager[Any] | None = None
-    lock: CountingLock | None = None
-    kept: list[object] = field(default_factory=list[object])
-
-
-def scenario(
-    left: Left, kind: EngineKind, cleanup_turns: int
-) -> tuple[Leftover, Callable[[], Coroutine[Any, Any, None]]]:
-    """The ``main()`` of one shutdown scenario, and what it leaves behind."""
-    out = Leftover()
-
-    async def main() -> None:
-        block = 1 if left in ("blocked", "waiter", "stopping") else None
-        probe = out.probe = Probe(
-            TOKENS, kind=kind, faults=Faults(block_at=block, cleanup_turns=cleanup_turns)
-        )
-        lock = out.lock = CountingLock()
-        manager = out.manager = StreamManager(probe.stream, "assistant", lock=lock)
-        loop = asyncio.get_running_loop()
-        if left == "primed":
-            out.kept.append(aiter(manager))  # a server keeps it and shuts down before the first step
-        elif left == "stepped":
-            iterator = aiter(manager)
-            out.kept += [iterator, await anext(iterator)]  # kept mid-stream, nobody in a task
-        elif left in ("blocked", "stopping"):
-            out.kept.append(loop.create_task(_drain(manager)))
-            await asyncio.wait_for(probe.blocked.wait(), 5)
-            if left == "stopping":
-                out.kept.append(loop.create_task(manager.aclose()))  # under way when the loop shuts down
-                await asyncio.sleep(0)
-        elif left == "busy":
-            out.kept.append(loop.create_task(_busy(manager)))
-            for _ in range(5):
-                await asyncio.sleep(0)
-        else:
-            out.kept += [loop.create_task(manager.message()), loop.create_task(manager.completion())]
-            await asyncio.wait_for(probe.blocked.wait(), 5)
-
-    return out, main
-
-
-async def _drain(manager: StreamManager[Any]) -> None:
-    async for _ in manager:
-        pass
-
-
-async def _busy(manager: StreamManager[Any]) -> None:
-    async for _ in manager:
-        await asyncio.Event().wait()  # busy with the token when the loop shuts down
-
-
-def judge(out: Leftover, reports: Reports) -> None:
-    """Nothing reported; the lock free; the state terminal, the engine closed, the error causeless."""
-    assert reports.all() == [], reports
-    assert out.manager is not None and out.lock is not None and out.probe is not None
-    assert out.manager.state.is_terminal, out.manager.state
-    assert not out.lock.locked() and out.lock.releases == out.lock.acquires <= 1
-    assert out.probe.closed(), out.probe.timeline
-    error = out.manager._error  # pyright: ignore[reportPrivateUsage]  # read, not awaited: its loop is gone
-    if isinstance(error, StreamIncompleteError):
-        assert error.__cause__ is None, repr(error.__cause__)
+from ._elsewhere import asyncio_run_reporting, in_thread
+from ._harness import CountingLock, EngineKind, RecordingManager, drain_into
+from ._shutdown import LEFT, Left, Leftover, judge, leave
 
 
 @pytest.mark.parametrize("warnings_as", ["always", "error"])
@@ -110,17 +38,24 @@ async def test_sm15_nothing_warns_and_everything_is_released_at_asyncio_run_shut
     loop's shutdown_asyncgens(), and warned (ResourceWarning), or under -W error became the result's cause.
     ``stepped`` with a cleanup that takes turns is the loop closing the manager's iterator and the engine
     at once: before, one of the two closes found the engine "already running"."""
-    out, main = scenario(left, kind, cleanup_turns)
+    kept: list[Leftover] = []
+
+    async def main() -> None:
+        kept.append(await leave(left, kind, cleanup_turns, CountingLock()))
+
     _, reports = await in_thread(lambda: asyncio_run_reporting(main, warnings_as=warnings_as), name=left)
-    judge(out, reports)
+    judge(kept, reports)
 
 
 async def test_the_primed_iterator_at_shutdown_ends_incomplete_with_the_engine_closed_unread() -> None:
-    out, main = scenario("primed", "gen", 0)
+    kept: list[Leftover] = []
+
+    async def main() -> None:
+        kept.append(await leave("primed", "gen", 0, None))
+
     _, reports = await in_thread(lambda: asyncio_run_reporting(main, warnings_as="error"), name="primed")
-    judge(out, reports)
-    assert out.manager is not None and out.probe is not None
-    assert out.manager.state is StreamState.INCOMPLETE and not out.probe.started
+    judge(kept, reports)
+    assert kept[0].manager.state is StreamState.INCOMPLETE and not kept[0].probe.started
 
 
 # ---------------------------------------------------------------------------------------------- item 2
@@ -148,7 +83,7 @@ def _close_the_loop_then_collect() -> tuple[list[StreamState], CountingLock, lis
 
     async def start(manager: StreamManager[Any]) -> None:
         # Not kept, on purpose: once the loop is closed, nothing but the collector may reach them.
-        for coro in (_drain(manager), manager.completion()):
+        for coro in (drain_into(manager, []), manager.completion()):
             _ = asyncio.ensure_future(coro)
         for _ in range(5):
             await asyncio.sleep(0)
