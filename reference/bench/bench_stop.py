@@ -298,13 +298,14 @@ def print_many(rows: list[ManyStops]) -> None:
             f"{r.cancelled:10.3f} s  {r.sequential / r.cancelled:4.1f}x  "
             f"{r.sequential / r.streams * 1e6:7.1f} us"
         )
-    if len(rows) >= 2 and rows[0].others == rows[1].others:
-        a, b = rows[0], rows[1]
+    alike = [r for r in rows if r.others == rows[0].others]
+    if len(alike) >= 2 and alike[-1].streams != alike[0].streams:
+        a, b = alike[0], alike[-1]
         growth = (b.sequential / a.sequential) / (b.streams / a.streams)
         print(f"Target: linear in M (time per stream, {a.streams:,} to {b.streams:,} streams: x{growth:.2f})")
 
 
-async def main(quick: bool) -> None:
+async def main(quick: bool, many: list[tuple[int, int]]) -> None:
     repeats = 3 if quick else 7
     sizes = [0, 1_000, 10_000]
     rows: list[OneStop] = []
@@ -316,14 +317,28 @@ async def main(quick: bool) -> None:
             rows.append(await measure_one_stop(others, "idle", step, repeats))
     print(f"Python {sys.version.split()[0]}, {repeats} repeats (times: min; loop held: min / median)\n")
     print_one(rows)
-    plan = [(250, 0), (1_000, 0), (1_000, 10_000)]
-    many = [await measure_many_stops(streams, others) for streams, others in plan]
-    print_many(many)
+    print_many([await measure_many_stops(streams, others) for streams, others in many])
     spread = statistics.median(rows[0].stop) / min(rows[0].stop) - 1
     print(f"\nnoise: (median-min)/min of the first stop row {spread:.1%}")
+
+
+def _plan(text: str) -> list[tuple[int, int]]:
+    try:
+        return [(int(m), int(n)) for m, n in (case.split(":") for case in text.split(","))]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected STREAMS:OTHERS,... (e.g. 250:0,1000:10000), got {text!r}"
+        ) from None
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
-    asyncio.run(main(parser.parse_args().quick))
+    parser.add_argument(
+        "--many",
+        type=_plan,
+        default=[(250, 0), (1_000, 0), (1_000, 10_000)],
+        help="the M-streams cases as STREAMS:OTHERS,... (default 250:0,1000:0,1000:10000)",
+    )
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.quick, arguments.many))

@@ -370,9 +370,8 @@ class StreamManager(Generic[C]):
                 await self._finish_early(StreamState.INCOMPLETE, _cancel.current_task())
                 return
             await self._fail(exc)
-            self = (
-                _DROPPED  # the error, kept on the manager, holds this frame in its traceback: see completion
-            )
+            # The error, kept on the manager, holds this frame in its traceback: see completion.
+            self = _DROPPED
             raise
         else:
             if self._stop_reason is not None:  # the stop closed the engine, which then ended
