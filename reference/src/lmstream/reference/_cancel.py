@@ -41,6 +41,7 @@ __all__ = [
     "OPAQUE",
     "RUNNABLE",
     "STOP_MESSAGE",
+    "blocking_future",
     "cancelling",
     "current_task",
     "find_stepping_task",
