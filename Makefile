@@ -54,17 +54,33 @@ pytest: $(STAMP)
 
 test: lint typecheck imports pytest docs
 
-# The three packages' tests under the other supported Pythons (names or paths, e.g. with pyenv:
-# OTHER_PYTHONS="$$(pyenv root)/versions/3.10.13/bin/python3.10 ..."), each in its own .venv-X.Y; those
-# not runnable are skipped. Not part of `make test`: the docs need Sphinx 9, which needs Python 3.11+.
-OTHER_PYTHONS ?= python3.10 python3.12 python3.13
+# The three packages' tests under every other supported Python (the one `make test` runs is skipped),
+# each in its own .venv-X.Y. Interpreters are found on PATH or among pyenv's (.ci/find-python); give
+# OTHER_PYTHONS="path/to/python3.12 ..." to choose them yourself. One that cannot be found is skipped,
+# unless REQUIRE_PYTHONS=1 (CI sets it): then it is a failure. Not part of `make test`: the docs need
+# Sphinx 9, which needs Python 3.11+.
+SUPPORTED_PYTHONS := 3.10 3.11 3.12 3.13
+OTHER_PYTHONS ?=
+REQUIRE_PYTHONS ?=
+PYTHONS_DEPS := pytest pytest-asyncio pytest-timeout hypothesis 'kani[openai,anthropic]==1.10.0' mypy 'pyright[nodejs]'
 test-pythons:
-	@set -e; for py in $(OTHER_PYTHONS); do \
-	  if ! $$py -c "" >/dev/null 2>&1; then echo "$$py: not runnable here, skipped"; continue; fi; \
-	  v=.venv-$${py##*python}; \
+	@set -e; \
+	main=$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true); \
+	if [ -n "$(OTHER_PYTHONS)" ]; then found="$(OTHER_PYTHONS)"; else \
+	  found=""; for v in $(SUPPORTED_PYTHONS); do \
+	    [ "$$v" = "$$main" ] && { echo "python$$v: run by make test (.venv)"; continue; }; \
+	    if py=$$(.ci/find-python $$v); then found="$$found $$py"; \
+	    elif [ -n "$(REQUIRE_PYTHONS)" ]; then echo "python$$v: not found on PATH or in pyenv" >&2; exit 1; \
+	    else echo "python$$v: not found on PATH or in pyenv, skipped"; fi; \
+	  done; \
+	fi; \
+	for py in $$found; do \
+	  v=.venv-$$($$py -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
 	  [ -x $$v/bin/python ] || $$py -m venv $$v; \
-	  $$v/bin/python -m pip install --quiet -e ./spec -e ./reference -e ./conformance pytest pytest-asyncio \
-	    pytest-timeout hypothesis 'kani[openai,anthropic]==1.10.0' mypy 'pyright[nodejs]'; \
+	  if [ ! -f $$v/.installed ] || [ -n "$$(find pyproject.toml */pyproject.toml -newer $$v/.installed)" ]; then \
+	    $$v/bin/python -m pip install --quiet -e ./spec -e ./reference -e ./conformance $(PYTHONS_DEPS); \
+	    touch $$v/.installed; \
+	  fi; \
 	  echo "pytest under $$py"; $$v/bin/python -m pytest -q spec/tests reference/tests conformance/tests; \
 	done
 
@@ -78,6 +94,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python reference/bench/bench_manager.py
+	$(BIN)/python reference/bench/bench_stop.py
 
 docs: $(STAMP)
 	$(BIN)/sphinx-build -W --keep-going -n -q -b html docs docs/_build/html

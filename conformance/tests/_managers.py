@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import sys
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import Any
@@ -370,6 +371,20 @@ class WrapsEngineError(Simple):
         await super().failed(iterator, error)
 
 
+class GivesWaitersTheEnginesCancellation(Simple):
+    """SM-8 (its rationale): an engine's own CancelledError (this one tells it by its message: no
+    cancellation of a consumer's task in the checks carries one) is treated as an engine error, so every
+    waiter's task ends cancelled, though nobody cancelled it."""
+
+    async def cancelled(self, iterator: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, asyncio.CancelledError) and error.args:
+            await self.close(iterator)
+            self.publish(error=error)
+            return
+        await super().cancelled(iterator)
+
+
 # ------------------------------------------------------------------------------------------------- SM-9
 class PassesBadItems(Simple):
     """Hands every item that is not a completion to the consumer, as if it were a token."""
@@ -603,6 +618,7 @@ BROKEN: dict[str, tuple[type[Simple], frozenset[str]]] = {
         ("a new copy for every call", CopiesEachCall, {"SM-7"}),
         ("hangs waiters on an engine error", HangsOnEngineError, {"SM-8"}),
         ("wraps the engine's error", WrapsEngineError, {"SM-8"}),
+        ("gives waiters the engine's own CancelledError", GivesWaitersTheEnginesCancellation, {"SM-8"}),
         ("passes bad items on", PassesBadItems, {"SM-9"}),
         ("TypeError for bad items", TypeErrorOnBadItems, {"SM-9"}),
         ("ignores items after the completion", IgnoresItemsAfterCompletion, {"SM-9"}),

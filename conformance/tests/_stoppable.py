@@ -2,7 +2,7 @@
 requirement IDs the stop checks must fail each one on (exactly that set: nothing else may fail).
 
 Nothing here is a test. :class:`MiniManager` is a small stoppable manager written for these tests: it keeps
-SM-21 to SM-28 (``test_stop_checks`` proves it passes every stop check), and each broken manager is a
+SM-21 to SM-29 (``test_stop_checks`` proves it passes every stop check), and each broken manager is a
 subclass that overrides one hook to break one thing. The reference manager is not subclassed: its internals
 are its own business, and each break must be one readable override.
 
@@ -56,6 +56,7 @@ class MiniManager:
     ) -> None:
         self._role = role
         self._source = stream_iter
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop it runs on, from its first step
         self._engine: AsyncIterator[Any] | None = None
         self._after = after
         self._lock = lock
@@ -91,6 +92,7 @@ class MiniManager:
         return self._iterate()
 
     async def completion(self) -> Any:
+        self.refuse_other_loop("completion")
         if not self._claimed:
             async for _ in self:
                 pass
@@ -111,6 +113,7 @@ class MiniManager:
         """Stop the stream; return once it is stopped (see the module docstring)."""
         if self._state.is_terminal:
             return
+        self.refuse_other_loop("aclose")
         current = asyncio.current_task()
         self._stop_calls += 1
         if not (self._stopping or self._ended or self._finishing):
@@ -126,6 +129,14 @@ class MiniManager:
             await self._done.wait()
 
     # ------------------------------------------------------------------ hooks the broken managers override
+    def refuse_other_loop(self, method: str) -> None:
+        """SM-29: awaited on another loop than the stream's, raise at once, changing nothing."""
+        if self._loop is not None and self._loop is not asyncio.get_running_loop():
+            raise RuntimeError(
+                f"MiniManager.{method}() awaited on another event loop; from another thread, use "
+                f"asyncio.run_coroutine_threadsafe(stream.{method}(), loop)"
+            )
+
     async def stop_unstarted(self) -> None:
         """A stop before iteration: close the engine unread."""
         await self._finish(StreamState.STOPPED)
@@ -184,6 +195,7 @@ class MiniManager:
             return
         task = self._driver = asyncio.current_task()
         assert task is not None
+        self._loop = task.get_loop()
         self._cancel_base = _cancelling(task)
         self._state = StreamState.STREAMING
         completion: object = None
@@ -388,6 +400,7 @@ class ClosesItsOwnIterator(MiniManager):
         return iterator
 
     async def aclose(self) -> None:
+        self.refuse_other_loop("aclose")
         iterator = self._iterator() if self._iterator is not None else None
         started = self._driver is not None and not self._blocked and not self._ended
         if iterator is not None and started and not self._stopping and not self._state.is_terminal:
@@ -480,6 +493,15 @@ class WrongReason(MiniManager):
         return super().incomplete_error(text, StreamState.INCOMPLETE)
 
 
+# ---------------------------------------------------------------------------------------------- SM-29
+class StopsFromAnyLoop(MiniManager):
+    """SM-29: a stop awaited on another loop goes ahead there, from the wrong thread: it cancels the driver
+    of another loop's task, or closes the engine and releases the lock from the stopping thread."""
+
+    def refuse_other_loop(self, method: str) -> None:
+        pass
+
+
 # ---------------------------------------------------------------------------------------------- the list
 ON_PY311: Final = sys.version_info >= (3, 11)
 
@@ -500,6 +522,7 @@ BROKEN: Final[dict[str, tuple[type[MiniManager], frozenset[str]]]] = {
     "a terminal state is a plain string": (StateIsAString, frozenset({"SM-27"})),
     "loses the partial text": (LosesText, frozenset({"SM-28"})),
     "the reason says incomplete after aclose()": (WrongReason, frozenset({"SM-28"})),
+    "stops from another loop's thread": (StopsFromAnyLoop, frozenset({"SM-29"})),
 }
 """Each broken manager and exactly the requirement IDs the stop checks must fail it on."""
 

@@ -1,4 +1,4 @@
-"""Every stop check (SM-21 to SM-28) fails a deliberately broken stoppable manager on exactly its
+"""Every stop check (SM-21 to SM-29) fails a deliberately broken stoppable manager on exactly its
 requirement, passes the reference manager and this suite's own small stoppable manager, and skips every
 stop requirement of kani's manager, which has no aclose(), failing only the SHOULD SM-21."""
 

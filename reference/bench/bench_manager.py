@@ -11,6 +11,11 @@ to a baseline measured in the same process, interleaved, because machines here a
   a bad item must never reach the consumer). ``write+yield`` adds the one operation the reference's hot
   path performs (``StringIO.write`` accumulates the text and rejects non-``str`` items), i.e. the
   reference manager with every other feature (stop, state, waiters, lock, after) taken away.
+* **with a stop**: the same streams, stopped by the consumer from its loop body at the last token
+  (``await stream.aclose()``, after which the loop ends), against the floor closed the same way (the
+  pass-through generator and the engine each ``aclose()``-d): what the stop machinery adds per stream,
+  spread over its tokens. kani's manager has no ``aclose()``, so it has no such row. What a stop costs
+  against other tasks on the loop is ``bench_stop.py``'s (``make bench`` runs both).
 * **memory**: retained bytes per idle manager (tracemalloc, kani's in the same run), and the peak memory
   of a 1,000,000-token stream (consumed, then its message built) relative to the size of its text.
 
@@ -112,12 +117,49 @@ class SpeedRow:
         return (statistics.median(values) - min(values)) / min(values)
 
 
+async def _consume_stopped(wrapper: Consumer | None, tokens: list[str], streams: int) -> float:
+    """Seconds to iterate ``streams`` streams of ``tokens`` through ``wrapper`` (the floor or the reference
+    manager), each stopped from the loop body at its last token."""
+    gc.collect()
+    last = len(tokens)
+    start = time.perf_counter()
+    for _ in range(streams):
+        source = engine(tokens)
+        iterable: Any = wrapper(source) if wrapper is not None else source
+        seen = 0
+        async for _item in iterable:
+            seen += 1
+            if seen == last:
+                if isinstance(iterable, StreamManager):
+                    await iterable.aclose()  # the loop ends at its next step
+                else:
+                    await iterable.aclose()
+                    await source.aclose()
+                    break
+    return time.perf_counter() - start
+
+
+STOPPED: dict[str, Consumer | None] = {
+    "floor (pass-through)": passthrough,
+    "lmstream reference": reference_manager,
+}
+
+
 async def measure_speed(tokens: int, streams: int, repeats: int) -> SpeedRow:
     token_list = ["tok"] * tokens
     row = SpeedRow(tokens, streams, {name: [] for name in WRAPPERS})
     for _ in range(repeats):  # interleaved, so drift on a shared machine hits every variant alike
         for name, wrapper in WRAPPERS.items():
             row.seconds[name].append(await _consume(wrapper, token_list, streams))
+    return row
+
+
+async def measure_stopped(tokens: int, streams: int, repeats: int) -> SpeedRow:
+    token_list = ["tok"] * tokens
+    row = SpeedRow(tokens, streams, {name: [] for name in STOPPED})
+    for _ in range(repeats):
+        for name, wrapper in STOPPED.items():
+            row.seconds[name].append(await _consume_stopped(wrapper, token_list, streams))
     return row
 
 
@@ -159,7 +201,7 @@ def _print_speed(rows: list[SpeedRow]) -> None:
         cells = [f"{row.per_token_ns(n):7.1f} ns {row.ratio(n, 'bare'):5.2f}x" for n in WRAPPERS]
         print(f"{row.tokens:>13,} {row.streams:>8,}  " + "  ".join(f"{c:>22}" for c in cells))
     print()
-    print("Targets: reference <= 1.8x bare, <= 0.7x kani")
+    print("Targets: reference <= 1.8x bare, <= 0.7x kani; per token, reference <= 1.2x the floor")
     for row in rows:
         ours, kani = "lmstream reference", "kani"
         print(
@@ -167,6 +209,7 @@ def _print_speed(rows: list[SpeedRow]) -> None:
             f"(floor {row.ratio('floor (pass-through)', 'bare'):.2f}x, "
             f"write+yield {row.ratio('write+yield', 'bare'):.2f}x), "
             f"reference/kani {row.ratio(ours, kani):.2f}x, "
+            f"reference/floor {row.ratio(ours, 'floor (pass-through)'):.2f}x, "
             f"noise (median-min)/min of bare {row.spread('bare'):.1%}"
         )
 
@@ -179,6 +222,15 @@ async def main(quick: bool) -> None:
     rows = [await measure_speed(tokens, streams, repeats) for tokens, streams in plan]
     print(f"Python {sys.version.split()[0]}, {repeats} repeats\n")
     _print_speed(rows)
+    stopped = [await measure_stopped(tokens, streams, repeats) for tokens, streams in plan[:2]]
+    print("\nWith a stop at the last token, from the loop body (the floor closed the same way)")
+    for row in stopped:
+        name, floor = "lmstream reference", "floor (pass-through)"
+        print(
+            f"  {row.tokens:>9,} tokens x {row.streams:>6,}: reference {row.per_token_ns(name):7.1f} "
+            f"ns/token, floor {row.per_token_ns(floor):7.1f} ns/token, "
+            f"reference/floor {row.ratio(name, floor):.2f}x"
+        )
 
     print("\nMemory (tracemalloc)")
     ours = await idle_bytes(reference_manager)

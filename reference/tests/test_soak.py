@@ -8,7 +8,12 @@ running; the loop reported nothing).
 Reproducing a failure: the message names the master seed, the batch and the scenario. Run
 ``LMSTREAM_SOAK_SEED=<seed> LMSTREAM_SOAK_BATCH=<batch> pytest reference/tests/test_soak.py`` to replay that
 batch exactly (the event loop is deterministic), or ``LMSTREAM_SOAK_ONLY=<scenario seed>`` to run that
-scenario alone. ``LMSTREAM_SOAK_MANAGERS`` changes how many managers run (default 3000).
+scenario alone. ``LMSTREAM_SOAK_MANAGERS`` changes how many managers run (default 5000).
+
+The shutdown soak (issue 17) runs ``LMSTREAM_SOAK_SHUTDOWNS`` whole ``asyncio.run()`` lives (default 1000),
+each leaving one to four streams, some sharing a lock, in random states for the loop's shutdown to deal
+with (see ``_shutdown.py``), in debug mode or not, with warnings recorded or raised; every one must end
+with nothing reported and everything released. ``LMSTREAM_SOAK_SHUTDOWN_ONLY=<seed>`` replays one.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Literal
 
 from lmstream.spec import StreamProtocolError, StreamState
 
+from ._elsewhere import asyncio_run_reporting, run_thread
 from ._harness import (
     AfterError,
     AfterProbe,
@@ -42,10 +48,12 @@ from ._harness import (
     other_tasks,
     state_of,
 )
+from ._shutdown import LEFT, Leftover, judge, leave
 
 MASTER_SEED = int(os.environ.get("LMSTREAM_SOAK_SEED", "20250608"))
 MANAGERS = int(os.environ.get("LMSTREAM_SOAK_MANAGERS", "5000"))
 DEBUG_MANAGERS = int(os.environ.get("LMSTREAM_SOAK_DEBUG_MANAGERS", "1000"))
+SHUTDOWNS = int(os.environ.get("LMSTREAM_SOAK_SHUTDOWNS", "1000"))
 BATCH = 25  # managers running concurrently in one batch
 LOCKS_PER_BATCH = 3
 
@@ -320,3 +328,54 @@ async def test_soak_thousands_of_managers_with_random_faults_stops_and_cancellat
             "consumer cancelled",
         ):
             assert tally[ending] >= MANAGERS // 100, f"only {tally[ending]} managers ended {ending}: {tally}"
+
+
+# ---------------------------------------------------------------------------------------------- shutdowns
+def run_shutdown(seed: int) -> Counter[str]:
+    """One ``asyncio.run()`` life drawn from ``seed``: streams left in random states at its end, judged."""
+    r = random.Random(seed)
+    shared = CountingLock() if r.random() < 0.5 else None
+    plan = [
+        (
+            r.choice(LEFT),
+            r.choice(["gen", "cls"]),
+            r.choice([0, 0, 1, 3]),
+            shared
+            if shared is not None and r.random() < 0.7
+            else (CountingLock() if r.random() < 0.5 else None),
+        )
+        for _ in range(r.randint(1, 4))
+    ]
+    kept: list[Leftover] = []
+
+    async def main() -> None:
+        for left, kind, cleanup_turns, lock in plan:
+            kept.append(await leave(left, kind, cleanup_turns, lock))  # type: ignore[arg-type]  # drawn above
+
+    _, reports = asyncio_run_reporting(
+        main, warnings_as=r.choice(["always", "error"]), debug=r.random() < 0.5
+    )
+    try:
+        judge(kept, reports)
+    except HarnessFailure as failure:
+        raise HarnessFailure(
+            f"shutdown soak failure (LMSTREAM_SOAK_SHUTDOWN_ONLY={seed}): {failure}"
+        ) from None
+    return Counter(out.left for out in kept)
+
+
+def test_soak_streams_left_in_every_state_at_asyncio_run_shutdown() -> None:
+    only = os.environ.get("LMSTREAM_SOAK_SHUTDOWN_ONLY")
+    seeds = [int(only)] if only is not None else [MASTER_SEED * 1_000 + i for i in range(SHUTDOWNS)]
+    tally: Counter[str] = Counter()
+    started = time.perf_counter()
+
+    def run_all() -> None:  # in a thread of its own: asyncio.run() needs one without a running loop
+        for seed in seeds:
+            tally.update(run_shutdown(seed))
+
+    run_thread(run_all, timeout=120, name="shutdown soak")
+    elapsed = time.perf_counter() - started
+    print(f"\nshutdown soak: {len(seeds)} asyncio.run() lives in {elapsed:.2f}s; {dict(tally)}")
+    if only is None and SHUTDOWNS >= 100:
+        assert set(tally) == set(LEFT), tally  # the draw must keep leaving streams in every state

@@ -36,6 +36,7 @@ _EXPECTED_LEVELS = {
     "ES-11": Level.MAY,
     **{f"SM-{n}": Level.MUST for n in range(1, 18)},
     "SM-21": Level.SHOULD,
+    "SM-29": Level.SHOULD,
 }
 
 
@@ -78,7 +79,7 @@ def test_levels_classify() -> None:
     assert not Level.SHOULD.is_mandatory and Level.SHOULD.is_recommended
     assert Level.SHOULD_NOT.is_recommended and not Level.MAY.is_recommended
     shoulds = select_requirements(levels=[Level.SHOULD, Level.SHOULD_NOT])
-    assert {r.id for r in shoulds} == {"ES-9", "ES-10", "SM-21"}
+    assert {r.id for r in shoulds} == {"ES-9", "ES-10", "SM-21", "SM-29"}
 
 
 def test_unknown_id_is_a_clear_one_line_error() -> None:

@@ -1,20 +1,29 @@
-"""The reference stream manager: every manager requirement of lmstream (SM-1 to SM-17, SM-21 to SM-28).
+"""The reference stream manager: every manager requirement of lmstream (SM-1 to SM-17, SM-21 to SM-29).
 
 How it works, in one paragraph. Iterating the manager returns one async generator, :meth:`_iterate`, which
 takes the lock, reads the engine stream and hands each token on. Tokens are accumulated in a
 :class:`io.StringIO` whose ``write`` doubles as the type check: a non-``str`` item makes it raise, and only
 then does the slow path look at what the item is (a completion, or an ES-2/ES-3 violation). Results live on
 the manager; waiters in other tasks block on an :class:`asyncio.Event` created only when someone waits. A
-stop (:meth:`StreamManager.aclose`) interrupts the task that is blocked in the engine (a cancel that is
-undone afterwards), or, when the consumer is busy in its own loop body, closes the engine itself; either
-way the text buffer is snapshotted and closed first, so no token is handed on after a stop.
+stop (:meth:`StreamManager.aclose`) interrupts the step that is blocked in the engine (a cancellation of
+the task that began the iteration, undone afterwards, or of the future the step waits on; see
+:mod:`._cancel`), or, when the consumer is busy in its own loop body, closes the engine itself; either way
+the text buffer is snapshotted and closed first, so no token is handed on after a stop. A stop costs the
+same whatever else the event loop runs, and nothing of it runs per token.
 
 Every exit path funnels into :meth:`StreamManager._finish_early` (consumer left, cancellation, stop),
 :meth:`StreamManager._fail` (engine error, protocol error) or the normal end at the bottom of
 :meth:`StreamManager._iterate`, each of which closes what must be closed, releases the lock once and
 publishes the one result. ``__aiter__`` runs the iterator to a priming ``yield`` before handing it out,
 so that the event loop's async-generator finalizer (or an explicit ``aclose()``) runs that exit path
-even for an iterator abandoned before its first step.
+even for an iterator abandoned before its first step. The exit paths need no running event loop (the
+garbage collector may run them after the loop was closed): the lock is released and the result published
+whatever the loop's state.
+
+The manager belongs to the event loop it first ran on: ``aclose()`` and the results, awaited on another
+loop (a sync handler's ``asyncio.run(stream.aclose())`` in a worker thread), raise ``RuntimeError`` at
+once and change nothing (SM-29); from another thread, ``asyncio.run_coroutine_threadsafe(stream.aclose(),
+loop)`` runs the stop on the stream's own loop.
 """
 
 from __future__ import annotations
@@ -24,8 +33,8 @@ import enum
 import io
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Generator
-from types import TracebackType
-from typing import Any, Generic, TypeVar, overload
+from types import AsyncGeneratorType, TracebackType
+from typing import Any, Final, Generic, TypeVar, cast, overload
 
 from lmstream.spec import (
     Completion,
@@ -38,7 +47,7 @@ from lmstream.spec import (
     check_stream,
 )
 
-from . import _cancel
+from . import _cancel, _closing
 from .messages import Completion as BuiltCompletion
 from .messages import build_completion
 
@@ -98,9 +107,11 @@ class StreamManager(Generic[C]):
         "_error",
         "_error_tb",
         "_gen_ref",
+        "_interrupted",
         "_iterator",
         "_lock",
         "_lock_held",
+        "_loop",
         "_phase",
         "_result",
         "_role",
@@ -166,7 +177,9 @@ class StreamManager(Generic[C]):
         self._phase = _Phase.IDLE
         self._claimed = False
         self._lock_held = False
-        self._gen_ref: weakref.ref[AsyncGenerator[str, None]] | None = None
+        self._gen_ref: weakref.ref[AsyncGeneratorType[str, None]] | None = None
+        # The loop the stream runs on, from its first step (or first waiter) until the result is published.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._iterator: AsyncIterator[Any] | None = None
         self._buffer: io.StringIO | None = None
         # The task that began the iteration, weakly (it may reference the iterator, which must not be kept
@@ -176,7 +189,8 @@ class StreamManager(Generic[C]):
         # The task running _finish_early's cleanup, while it runs (a stop from there cannot wait for it).
         self._closer: asyncio.Task[Any] | None = None
         self._stop_reason: StreamState | None = None
-        self._stop_cancel: asyncio.Task[Any] | None = None
+        self._stop_cancel: asyncio.Task[Any] | None = None  # the task a stop cancelled (see _interrupt)
+        self._interrupted = False  # a stop cancelled the future the blocked step waited on
         self._stop_text = ""
         self._done: asyncio.Event | None = None
         self._result: C | None = None
@@ -215,7 +229,7 @@ class StreamManager(Generic[C]):
         if self._claimed:
             raise StreamConsumedError()
         self._claimed = True
-        gen = self._iterate()
+        gen = cast("AsyncGeneratorType[str, None]", self._iterate())  # what an async def with yield makes
         # Run it to its priming yield (nothing is requested yet): from now on, closing the iterator, even
         # before its first step, runs _iterate's exit path, so no result waits for an iterator nobody steps.
         try:  # noqa: SIM105  # once per iteration: a bare try costs nothing, contextlib.suppress() does
@@ -234,18 +248,34 @@ class StreamManager(Generic[C]):
         :class:`~lmstream.spec.StreamProtocolError` (SM-9), ``after``'s (SM-13), or
         :class:`~lmstream.spec.StreamIncompleteError` when the stream was left early, cancelled or stopped
         (SM-10, SM-11, SM-24).
+
+        :raises RuntimeError: awaited on another event loop than the stream's (see :meth:`aclose`).
         """
-        if not self._state.is_terminal:
-            if self._claimed:
-                await self._wait_done()
-            else:
-                async for _ in self:  # SM-6: nobody iterates, so this caller drives the stream
-                    pass
-        return self._outcome()
+        try:
+            if not self._state.is_terminal:
+                if self._claimed:
+                    self._refuse_other_loop("completion")
+                    await self._wait_done()
+                else:
+                    async for _ in self:  # SM-6: nobody iterates, so this caller drives the stream
+                        pass
+            if self._error is not None:  # (no local for it: a frame holding its own error is a cycle)
+                raise self._error.with_traceback(self._error_tb)
+            result = self._result
+        except BaseException:
+            # The error is kept on the manager and its traceback holds this frame: the frame must not hold
+            # the manager, or the two (and the engine, from the traceback) live until the cyclic collector
+            # runs. Every frame of ours that a stored error passes through drops self so.
+            del self
+            raise
+        assert result is not None
+        return result
 
     async def message(self) -> Message:
         """``completion().message`` (SM-5)."""
-        return (await self.completion()).message
+        completion = self.completion()
+        del self  # a stored error raised through this frame must not hold the manager (see completion)
+        return (await completion).message
 
     def __await__(self) -> Generator[Any, Any, Message]:
         """Awaiting the manager is awaiting :meth:`message` (SM-5)."""
@@ -260,6 +290,11 @@ class StreamManager(Generic[C]):
         (SM-24). Once the engine stream has ended normally, a stop changes nothing (SM-23). Results then
         raise :class:`~lmstream.spec.StreamIncompleteError` with reason ``stopped`` and the text handed
         out so far.
+
+        A stream belongs to the event loop it runs on: awaited on another loop (from a worker thread, say),
+        ``aclose()`` raises ``RuntimeError`` at once and leaves the stream exactly as it was (SM-29). From
+        another thread, run the stop on the stream's loop:
+        ``asyncio.run_coroutine_threadsafe(stream.aclose(), loop).result(timeout)``.
         """
         await self._stop(StreamState.STOPPED)
 
@@ -279,11 +314,12 @@ class StreamManager(Generic[C]):
         if self._phase is not _Phase.IDLE:  # a stop before the first step moved it on (see _finish_early)
             await self._wait_done()  # stopped before the first step (SM-25): nothing to hand out
             return
-        starter = asyncio.current_task()
+        loop = self._loop = _cancel.running_loop()
+        starter = asyncio.current_task(loop) if loop is not None else None
         if starter is not None:
             self._starter = weakref.ref(starter)
             self._cancel_base = _cancel.cancelling(starter)
-        del starter  # no local of this generator may reference the task: it can reference us (a cycle)
+        del starter, loop  # no local of this generator may reference the task: it can reference us (a cycle)
         self._state = StreamState.STREAMING
         buffer = self._buffer = io.StringIO()
         write = buffer.write
@@ -295,7 +331,10 @@ class StreamManager(Generic[C]):
                 self._lock_held = True
             self._phase = _Phase.READING
             assert self._source is not None
-            iterator = self._iterator = aiter(self._source)
+            iterator = aiter(self._source)
+            if getattr(iterator, "aclose", None) is None:  # it breaks ES-5: see _closable
+                iterator = _closable(iterator)
+            self._iterator = iterator
             async for item in iterator:
                 try:
                     write(item)  # hot path: a str is accumulated; anything else raises
@@ -311,45 +350,54 @@ class StreamManager(Generic[C]):
                 yield item  # write() accepted it, so it is a str
         # The exits below run in the task of the step that ends the stream (each step may run in a task of
         # its own): a stop's cancel is settled in that task.
+        # An engine that raises CancelledError or GeneratorExit itself is cancelling or closing, not failing:
+        # the consumer gets that exception, waiters StreamIncompleteError (SM-8's rationale says why).
         except GeneratorExit:
-            # The consumer closed this iterator, or it was finalized after a break (SM-10).
-            await self._finish_early(StreamState.INCOMPLETE, asyncio.current_task())
+            # The consumer closed this iterator, or it was finalized after a break (SM-10); or the garbage
+            # collector closed it with its task after the loop was closed (no loop runs: see current_task).
+            await self._finish_early(StreamState.INCOMPLETE, _cancel.current_task())
             raise
         except asyncio.CancelledError as exc:
-            real = self._settle_stop_cancel(asyncio.current_task(), exc)
-            await self._finish_early(StreamState.INCOMPLETE, asyncio.current_task())
+            task = _cancel.current_task()
+            real = self._settle_stop_cancel(task, exc)
+            await self._finish_early(StreamState.INCOMPLETE, task)
             if real:
                 raise  # SM-11 (and SM-26: a real cancellation keeps priority over a stop)
             return  # a stop interrupted the engine: the consumer's loop just ends (SM-24)
         except BaseException as exc:
             if self._stop_reason is not None:
                 # The engine reacted to being closed under a stop (e.g. "already running"); the stop decides.
-                await self._finish_early(StreamState.INCOMPLETE, asyncio.current_task())
+                await self._finish_early(StreamState.INCOMPLETE, _cancel.current_task())
                 return
             await self._fail(exc)
+            # The error, kept on the manager, holds this frame in its traceback: see completion.
+            self = _DROPPED
             raise
-        if self._stop_reason is not None:  # the stop closed the engine, which then ended
-            await self._finish_early(StreamState.INCOMPLETE, asyncio.current_task())
-            return
-        # The engine stream ended normally: build the completion, run after, publish (SM-4, SM-13). Inline,
-        # not a method: a coroutine per stream is a visible share of a short stream's cost.
-        self._phase = _Phase.ENDING
-        try:
-            if completion is None:
-                completion = self._build(self._role, buffer.getvalue())
-            if self._after is not None:
-                await self._after(completion)
-        except asyncio.CancelledError:
-            # The consumer was cancelled while after ran: an incomplete stream, as SM-11 says.
-            self._release_lock()
-            self._publish(StreamState.INCOMPLETE, error=StreamIncompleteError(buffer.getvalue()))
-            raise
-        except BaseException as exc:
-            self._release_lock()
-            self._publish(StreamState.FAILED, error=exc)
-            raise
-        self._release_lock()
-        self._publish(StreamState.COMPLETED, result=completion)
+        else:
+            if self._stop_reason is not None:  # the stop closed the engine, which then ended
+                await self._finish_early(StreamState.INCOMPLETE, _cancel.current_task())
+                return
+            # The engine stream ended normally: build the completion, run after, publish (SM-4, SM-13).
+            # Inline, not a method: a coroutine per stream is a visible share of a short stream's cost.
+            self._phase = _Phase.ENDING
+            try:
+                if completion is None:
+                    completion = self._build(self._role, buffer.getvalue())
+                if self._after is not None:
+                    await self._after(completion)
+            except asyncio.CancelledError:
+                # The consumer was cancelled while after ran: an incomplete stream, as SM-11 says.
+                self._release_lock()
+                self._publish(StreamState.INCOMPLETE, error=StreamIncompleteError(buffer.getvalue()))
+                raise
+            except BaseException as exc:
+                self._release_lock()
+                self._publish(StreamState.FAILED, error=exc)
+                self = _DROPPED  # (as above)
+                raise
+            else:
+                self._release_lock()
+                self._publish(StreamState.COMPLETED, result=completion)
 
     async def _fail(self, error: BaseException) -> None:
         """The engine raised, or broke the stream contract: close it, release the lock, publish the error."""
@@ -358,10 +406,12 @@ class StreamManager(Generic[C]):
             await self._close_source()
         except Exception as close_error:
             if isinstance(error, StreamProtocolError):
-                error.__cause__ = close_error  # only our own error is annotated, never the engine's
+                error.__cause__ = _without_this_frame(close_error)  # only our own error is annotated
         finally:
-            self._release_lock()
-            self._publish(StreamState.FAILED, error=error)
+            try:
+                self._release_lock()
+            finally:
+                self._publish(StreamState.FAILED, error=error)
 
     async def _finish_early(self, reason: StreamState, task: asyncio.Task[Any] | None) -> None:
         """End the stream before it ended by itself: close the engine, release the lock, publish
@@ -376,33 +426,42 @@ class StreamManager(Generic[C]):
             await self._wait_done()
             return
         self._phase = _Phase.CLEANUP
+        buffer = self._buffer
         if self._stop_reason is not None:
             reason, text = self._stop_reason, self._stop_text
+        elif buffer is not None and not buffer.closed:
+            text = buffer.getvalue()
         else:
-            text = self._buffer.getvalue() if self._buffer is not None else ""
+            text = ""  # never written to, or closed by the garbage collector in the cycle it is collecting
         error = StreamIncompleteError(text, reason)
-        self._closer = asyncio.current_task()
+        self._closer = _cancel.current_task()
         try:
             await self._close_source()
         except Exception as close_error:  # reported with the result, never in place of it
-            error.__cause__ = close_error
+            error.__cause__ = _without_this_frame(close_error)
         finally:
-            self._release_lock()
-            self._publish(reason, error=error)
+            try:
+                self._release_lock()
+            finally:
+                self._publish(reason, error=error)
 
-    async def _close_source(self) -> None:
-        """Await ``aclose()`` of the engine's iterator (or of the stream, if never iterated): ES-5."""
-        target: object = self._iterator if self._iterator is not None else self._source
+    def _close_source(self) -> Awaitable[None]:
+        """Await ``aclose()`` of the engine's iterator (or of the stream, if never iterated): ES-5.
+
+        Not a coroutine of its own: a close error's traceback (kept as a result's cause) holds no frame
+        that holds the manager.
+        """
+        started = self._iterator is not None
+        target = self._iterator if started else self._source
         self._iterator = self._source = None
-        aclose = getattr(target, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        return _closing.close_stream(target, self._loop, started=started)
 
     # ------------------------------------------------------------------ stopping
     async def _stop(self, reason: StreamState) -> None:
         """Stop the stream with ``reason`` (stopped for :meth:`aclose`; incomplete when a round is left)."""
         if self._state.is_terminal:
             return
+        self._refuse_other_loop("aclose")
         gen = self._gen_ref() if self._gen_ref is not None else None
         # A stop from inside the manager's own step (from after, or from the engine's code) or from inside
         # the cleanup under way (the engine's finally, run by its aclose()) can neither interrupt that work
@@ -419,18 +478,46 @@ class StreamManager(Generic[C]):
                 await self._finish_early(reason, None)  # nothing is running: close it here (SM-25)
             elif inside:
                 pass  # the engine's next item is refused (the buffer is closed); _iterate then closes it
-            elif getattr(gen, "ag_await", None) is not None:
-                # A step is blocked on the lock or the engine: interrupt the task running it (SM-24). It is
-                # found now, not recorded per stream: each step may run in a task of its own.
-                stepping = _cancel.stepping_task(gen)
-                if stepping is not None:
-                    self._interrupt(stepping)
+            elif gen.ag_await is not None:
+                await self._interrupt_step(gen)  # a step is blocked on the lock or the engine (SM-24)
             else:
                 # The consumer is in its own loop body (or left the iterator to be finalized): close the
                 # engine from here; its next step finds the stream stopped.
                 await self._finish_early(reason, None)
         if not inside:
             await self._wait_done()
+
+    async def _interrupt_step(self, gen: AsyncGeneratorType[str, None]) -> None:
+        """Interrupt the step of ``gen`` that is blocked on the lock or the engine, so that the stop does not
+        wait for the engine's next item (SM-24); :mod:`._cancel` says how.
+
+        The step is found now, never recorded per token: it usually runs in the task that began the
+        iteration (one chain of awaits tells), else the future it waits on is cancelled (another chain).
+        A step that is about to run again by itself is looked at again once it has; only a chain that
+        cannot be followed, in another task, makes the stop search the loop's tasks.
+        """
+        for _ in range(_LOOKS):
+            starter = self._starter() if self._starter is not None else None
+            if starter is not None and starter is not asyncio.current_task() and _cancel.steps(starter, gen):
+                self._interrupt(starter)
+                return
+            blocking = _cancel.blocking_future(gen)
+            if blocking is _cancel.OPAQUE:
+                break
+            if blocking is not _cancel.RUNNABLE and blocking.cancel(_cancel.STOP_MESSAGE):
+                self._interrupted = True
+                return
+            await asyncio.sleep(0)
+            if not self._blocked(gen):
+                return  # the step went on by itself: it finds the buffer closed, or the stream ended
+        task = await _cancel.find_stepping_task(gen, lambda: self._blocked(gen))
+        if task is not None:
+            self._interrupt(task)
+
+    def _blocked(self, gen: AsyncGeneratorType[str, None]) -> bool:
+        """Whether a step of ``gen`` is still suspended on the lock or the engine, not yet interrupted."""
+        reading = self._phase is _Phase.LOCKING or self._phase is _Phase.READING
+        return reading and gen.ag_await is not None and not self._interrupted
 
     def _interrupt(self, task: asyncio.Task[Any]) -> None:
         """Cancel the task running the blocked step, so that the stop does not wait for the engine.
@@ -447,17 +534,38 @@ class StreamManager(Generic[C]):
 
     def _settle_stop_cancel(self, task: asyncio.Task[Any] | None, exc: BaseException | None) -> bool:
         """Undo a stop's cancel of ``task``; whether a real cancellation is (also) pending."""
-        if task is None or self._stop_cancel is not task:
-            return exc is not None  # not a stop's cancel: a real one
-        self._stop_cancel = None
-        return _cancel.settle(task, self._cancel_base, exc)
+        if task is not None and self._stop_cancel is task:
+            self._stop_cancel = None
+            return _cancel.settle(task, self._cancel_base, exc)
+        if self._interrupted and exc is not None:  # the stop cancelled the future the step waited on
+            self._interrupted = False
+            starter = self._starter() if self._starter is not None else None
+            return _cancel.is_real(task, self._cancel_base if task is starter else 0, exc)
+        return exc is not None  # not a stop's cancel: a real one
+
+    def _refuse_other_loop(self, method: str) -> None:
+        """SM-29: awaited on another event loop than the stream's, ``method`` raises before changing anything
+        (the stream's lock, event and engine belong to its loop, and asyncio is not thread-safe)."""
+        loop = self._loop
+        if loop is not None and loop is not _cancel.running_loop():
+            raise RuntimeError(
+                f"{type(self).__name__}.{method}() was awaited on another event loop than the one the "
+                "stream runs on; from another thread, use "
+                f"asyncio.run_coroutine_threadsafe(stream.{method}(), loop) with the stream's loop"
+            )
 
     # ------------------------------------------------------------------ results
     def _release_lock(self) -> None:
         if self._lock_held:
             self._lock_held = False
             assert self._lock is not None
-            self._lock.release()
+            try:
+                self._lock.release()
+            except RuntimeError:
+                if self._loop is None or not self._loop.is_closed():
+                    raise
+                # Released; the lock's waiters belong to the closed loop, so none can be woken (the garbage
+                # collector runs this exit path after loop.close()).
 
     def _publish(self, state: StreamState, *, result: Any = None, error: BaseException | None = None) -> None:
         """Set the one result and the terminal state, wake every waiter, drop what is no longer needed."""
@@ -469,21 +577,47 @@ class StreamManager(Generic[C]):
         self._buffer = self._iterator = self._source = self._after = self._closer = None
         self._gen_ref = None  # a stop no longer needs to find the iterator
         self._stop_text = ""
-        if self._done is not None:
-            self._done.set()
+        loop, self._loop = self._loop, None
+        if self._done is not None and (loop is None or not loop.is_closed()):
+            self._done.set()  # (waiters of a closed loop can never be woken)
 
     async def _wait_done(self) -> None:
         if self._phase is _Phase.DONE:
             return
         if self._done is None:
+            if self._loop is None:
+                self._loop = _cancel.running_loop()  # the first waiter binds a stream nobody stepped yet
             self._done = asyncio.Event()
         await self._done.wait()
 
-    def _outcome(self) -> C:
-        if self._error is not None:
-            raise self._error.with_traceback(self._error_tb)
-        assert self._result is not None
-        return self._result
+
+_DROPPED: Any = None
+"""What a frame of ours sets ``self`` to before re-raising an error kept on the manager (see
+StreamManager.completion); ``del self`` would do, but ruff reads every later line as using a deleted name."""
+
+_LOOKS: Final = 3
+"""How many times a stop looks for the blocked step before it searches the loop's tasks (see
+StreamManager._interrupt_step)."""
+
+
+def _without_this_frame(error: Exception) -> Exception:
+    """``error``, caught here, without the traceback entry of the frame that caught it (which holds the
+    manager: a close error kept as a result's cause would make a cycle through it)."""
+    tb = error.__traceback__
+    if tb is not None:
+        error.__traceback__ = tb.tb_next
+    return error
+
+
+async def _closable(iterator: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
+    """An engine iterator without ``aclose()`` (it breaks ES-5) behind one that has it: a stop closes this
+    one, and then the engine is asked for nothing more (SM-24). Only for such engines: it costs a step."""
+    while True:
+        try:
+            item = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        yield item
 
 
 async def _finished(message: Message) -> AsyncGenerator[str | BuiltCompletion, None]:

@@ -155,7 +155,7 @@ class StreamManager(Protocol[CompletionT_co]):
 
 @runtime_checkable
 class StoppableStreamManager(StreamManager[CompletionT_co], Protocol[CompletionT_co]):
-    """A manager that can be stopped from any task and reports where it stands (SM-21 to SM-28).
+    """A manager that can be stopped from any task and reports where it stands (SM-21 to SM-29).
 
     An extension of :class:`StreamManager`: a manager without ``aclose()`` still satisfies the base
     Protocol, and fails only the SHOULD SM-21.

@@ -213,7 +213,13 @@ _RULES: tuple[Requirement, ...] = (
         "If the engine raises an exception E, the consumer's loop MUST raise E (the same object), and "
         "every pending and later completion()/message()/await MUST raise E. Nothing may hang.",
         "kani's manager leaves waiters blocked forever when the engine fails; an error must end the "
-        "stream for everyone.",
+        "stream for everyone. An engine that raises CancelledError or GeneratorExit itself is not "
+        "failing but cancelling or closing, so E is neither: the consumer's loop gets that exception "
+        "(it arose in the consumer's task, and asyncio must see it there), while waiters get "
+        "StreamIncompleteError, as for a cancelled or abandoned stream (SM-10, SM-11). Raising "
+        "CancelledError in a waiter's task would end a task that nobody cancelled as cancelled (a "
+        "TaskGroup or gather() around it would take it for a cancellation of theirs), and GeneratorExit "
+        "means nothing outside the generator being closed.",
     ),
     Requirement(
         "SM-9",
@@ -441,6 +447,24 @@ _RULES: tuple[Requirement, ...] = (
         "call was driving the stream because nobody iterated it (SM-6), those that call read.",
         "The partial reply is saved or shown again; losing or inventing a token misrepresents what the "
         "user saw.",
+        _STOPPABLE,
+    ),
+    Requirement(
+        "SM-29",
+        Level.SHOULD,
+        _S,
+        "a stop from another event loop works or fails at once",
+        "aclose() awaited on an event loop other than the one the stream runs on (a sync handler's "
+        "asyncio.run(stream.aclose()) in a worker thread) SHOULD either stop the stream as SM-22 to "
+        "SM-28 say or raise RuntimeError at once, with a one-line message that names "
+        "asyncio.run_coroutine_threadsafe(stream.aclose(), loop), and leave the stream exactly as it "
+        "was, so that a stop from its own loop still works.",
+        "Flask and Django views and Gradio callbacks run in threads of their own, and asyncio is not "
+        "thread-safe: a stop run on the handler's own loop cancels a task, sets an event or releases a "
+        "lock of another loop from the wrong thread. It does not fail; it corrupts the stream: the stop "
+        "never returns while the engine is blocked, a later result raises 'bound to a different event "
+        "loop', the next holder of the lock wakes seconds late, or the stream stays streaming and every "
+        "waiter hangs. A stop that refuses at once, saying what works, costs the author one line.",
         _STOPPABLE,
     ),
 )

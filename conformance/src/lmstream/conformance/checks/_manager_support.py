@@ -19,6 +19,7 @@ behind; :func:`manager_reproduction` writes the snippet that shows it.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -111,6 +112,8 @@ class CountingLock(asyncio.Lock):
         super().__init__()
         self.acquisitions = 0
         self.releases = 0
+        self.release_threads: list[int] = []
+        """The thread (``threading.get_ident()``) of each release: asyncio is not thread-safe (SM-29)."""
         self._released: asyncio.Event | None = None
 
     async def acquire(self) -> Literal[True]:
@@ -121,6 +124,7 @@ class CountingLock(asyncio.Lock):
     def release(self) -> None:
         """Count, then release (a release of an unheld lock is counted, then raises as asyncio's does)."""
         self.releases += 1
+        self.release_threads.append(threading.get_ident())
         if self._released is not None:
             self._released.set()
         super().release()

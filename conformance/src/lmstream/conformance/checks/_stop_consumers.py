@@ -110,7 +110,10 @@ class Consumer:
                 raise
         finally:
             self.ended = True
-            self.ended_at = asyncio.get_running_loop().time()
+            try:
+                self.ended_at = asyncio.get_running_loop().time()
+            except RuntimeError:  # closed by the collector after the loop was gone (a task left behind)
+                self.ended_at = None
         if self._then is not None:
             await self._then()
 

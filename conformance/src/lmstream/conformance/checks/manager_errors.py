@@ -9,6 +9,7 @@ the manager's design) and after the consumer's loop ended; all of them are then 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from lmstream.conformance.context import CheckContext
@@ -16,9 +17,10 @@ from lmstream.conformance.describe import describe_exception, describe_items
 from lmstream.conformance.model import CheckFailure, CheckSkipped, TargetKind
 from lmstream.conformance.scripted import Fail
 from lmstream.conformance.targets import ManagerTarget
-from lmstream.spec import StreamProtocolError, describe_item
+from lmstream.spec import StreamIncompleteError, StreamProtocolError, describe_item
 
 from ._manager_support import (
+    AWAIT_RESULT,
     TOKENS,
     Consumed,
     Outcome,
@@ -33,6 +35,7 @@ from ._manager_support import (
     rejected_completion,
     run_with_waiters,
     spawn_labelled,
+    waiter_bound,
 )
 from ._registry import check
 
@@ -114,6 +117,86 @@ async def engine_error_reaches_waiters_without_consumer(target: ManagerTarget, c
                     "await asyncio.wait(tasks, timeout=1)",
                     "print([repr(t.exception()) if t.done() else 'still waiting' for t in tasks])",
                 ],
+            ),
+        )
+
+
+@check(
+    "SM-8",
+    _MANAGER,
+    summary="an engine raising CancelledError or GeneratorExit itself: the loop gets it, waiters incomplete",
+)
+async def engine_cancelling_itself_is_not_an_engine_error(target: ManagerTarget, ctx: CheckContext) -> None:
+    """SM-8's rationale: an engine that raises CancelledError or GeneratorExit itself (nobody cancelled or
+    closed anything) is cancelling or closing, not failing. The consumer's loop gets that exception, the
+    very object; every waiter gets StreamIncompleteError, never that exception in a task nobody cancelled."""
+    for signal in (asyncio.CancelledError("the engine's own"), GeneratorExit("the engine's own")):
+        await _engine_raises_itself(target, ctx, signal)
+
+
+async def _engine_raises_itself(target: ManagerTarget, ctx: CheckContext, signal: BaseException) -> None:
+    script = (*TOKENS[:2], Fail(signal))
+    built = await build(target, ctx, script)
+    waiters: list[Waiter] = []
+    loop_ended: list[BaseException | None] = []
+
+    async def consumer() -> None:
+        try:
+            async for _ in built.manager:
+                if not waiters:
+                    waiters.extend(spawn_labelled(ctx, built.manager, "during iteration"))
+                    await ctx.settle()
+        except BaseException as exc:  # CancelledError and GeneratorExit included: what is judged
+            loop_ended.append(exc)
+        else:
+            loop_ended.append(None)
+
+    task = ctx.spawn(consumer(), name="lmstream consumer")
+    await ctx.wait_tasks([task], timeout=waiter_bound(ctx))
+    waiters += spawn_labelled(ctx, built.manager, "after the loop ended")
+    bound = await collect(ctx, waiters)
+    name = type(signal).__name__
+    # What SM-8's rationale decides is judged here: the waiters get no error but StreamIncompleteError, the
+    # consumer's loop no exception but the engine's. A loop that ends normally (the cancellation swallowed)
+    # or waiters left hanging are what SM-10's and SM-11's checks report; they are noted, not judged.
+    problems: list[str] = []
+    got = loop_ended[0] if loop_ended else None
+    if not loop_ended:
+        ctx.note(f"after the engine's own {name}, the consumer's loop had not ended (see SM-10, SM-11)")
+    elif got is None:
+        ctx.note(f"after the engine's own {name}, the consumer's loop ended normally (see SM-10, SM-11)")
+    elif got is not signal:
+        problems.append(
+            f"the consumer's loop raised {describe_exception(got)}, not the engine's {name} itself"
+        )
+    wrong = [w for w in waiters if w.outcome is not None and not w.outcome.pending]
+    wrong = [
+        w for w in wrong if w.outcome is not None and not isinstance(w.outcome.error, StreamIncompleteError)
+    ]
+    if wrong:
+        problems.append(describe_waiters(wrong, bound))
+    if any(w.outcome is None or w.outcome.pending for w in waiters):
+        ctx.note(f"after the engine's own {name}, some waiters were still waiting (see SM-10, SM-11)")
+    if problems:
+        raise CheckFailure(
+            f"the engine raised {signal!r} itself after 2 tokens: {'; '.join(problems)}",
+            expected=(
+                f"an engine's own {name} is a {'cancellation' if name == 'CancelledError' else 'close'}, "
+                "not an engine error: the consumer's loop raises it (the same object), and every "
+                "pending and later completion()/message()/await raises StreamIncompleteError"
+            ),
+            reproduction=manager_reproduction(
+                ctx,
+                script,
+                [
+                    "try:",
+                    "    async for token in manager:",
+                    "        print(repr(token))",
+                    "except BaseException as exc:",
+                    "    print('the loop raised', repr(exc))",
+                    *AWAIT_RESULT,
+                ],
+                prelude=[f"from {type(signal).__module__} import {name}"] if name == "CancelledError" else [],
             ),
         )
 
