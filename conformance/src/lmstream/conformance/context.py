@@ -27,6 +27,7 @@ from typing import Any, Final, TypeVar
 
 from lmstream.spec import describe_item
 
+from ._origins import Origins
 from .describe import describe_exception, seconds
 from .model import CheckFailure
 
@@ -65,6 +66,8 @@ class CheckContext:
     :ivar target_name: how the target was named (``"pkg.mod:Engine"``), for reproduction snippets.
     :ivar messages_name: how the prompt was named (``"pkg.mod:PROMPT"``), when it was given by name.
     :ivar notes: observations that do not decide the outcome; they are appended to the result's message.
+    :ivar origins: tells the target's own code from libraries' (:mod:`lmstream.conformance._origins`); the
+        engine checks add the homes of what they open (the engine, its ``stream()``, the stream).
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class CheckContext:
         self.target_name = target_name
         self.messages_name = messages_name
         self.notes: list[str] = []
+        self.origins = Origins(_target_modules(target_name))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[Any] | None = None
         self._started = 0.0
@@ -269,6 +273,12 @@ class CheckContext:
     def note(self, text: str) -> None:
         """Record an observation that does not decide the outcome (shown with the result)."""
         self.notes.append(" ".join(text.split()))
+
+
+def _target_modules(target_name: str | None) -> list[str]:
+    if target_name and _SPEC.match(target_name):
+        return [target_name.partition(":")[0]]
+    return []
 
 
 def asyncgen_name(agen: AsyncGeneratorType[Any, Any]) -> str:
