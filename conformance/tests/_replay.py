@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import select
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -158,34 +161,49 @@ def mock_transport() -> httpx.MockTransport:
 
 # ---------------------------------------------------------------------------------------------- sockets
 @dataclass
-class Connection:
-    """One client connection the local server accepted."""
-
-    opened_at: float
-    left_at: float | None = None
-    requests: int = 0
+class _Connection:
+    tag: str
+    left: bool = False
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: LocalServer
+    server: _Server
 
     def setup(self) -> None:
         super().setup()
         self.connection.settimeout(self.server.idle_timeout)
-        self.record = Connection(time.monotonic())
-        with self.server.lock:
-            self.server.connections.append(self.record)
+        self.record: _Connection | None = None
 
     def finish(self) -> None:
-        self.record.left_at = time.monotonic()
+        if self.record is not None:
+            with self.server.changed:
+                self.record.left = True
+                self.server.changed.notify_all()
         try:
             super().finish()
         except OSError:
             pass
 
+    def do_GET(self) -> None:  # /left?tag=T&timeout=S: wait (bounded) until T's connections have all left
+        query = dict(part.split("=", 1) for part in self.path.partition("?")[2].split("&") if "=" in part)
+        tag, timeout = query.get("tag", ""), float(query.get("timeout", "0.5"))
+        with self.server.changed:
+            self.server.changed.wait_for(lambda: self.server.open(tag) == 0, timeout=timeout)
+            body = json.dumps({"open": self.server.open(tag), "seen": self.server.seen(tag)}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.send_header("connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
+
     def do_POST(self) -> None:
-        self.record.requests += 1
+        if self.record is None:
+            self.record = _Connection(self.path.strip("/").split("/", 1)[0])
+            with self.server.changed:
+                self.server.connections.append(self.record)
         length = int(self.headers.get("content-length") or 0)
         self.rfile.read(length)
         self.send_response(200)
@@ -207,42 +225,91 @@ class _Handler(BaseHTTPRequestHandler):
         return  # quiet
 
 
-class LocalServer(ThreadingHTTPServer):
-    """An HTTP/1.1 server on 127.0.0.1 that streams the replayed events over real sockets, with
-    ``interval`` seconds between events; a context manager that starts it in a thread and stops it
-    (bounded: idle connections time out after ``idle_timeout``)."""
-
+class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, *, interval: float = 0.002, idle_timeout: float = 5.0) -> None:
+    def __init__(self, interval: float, idle_timeout: float) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.interval = interval
         self.idle_timeout = idle_timeout
-        self.lock = threading.Lock()
-        self.connections: list[Connection] = []
-        self._thread = threading.Thread(target=self.serve_forever, name="lmstream test SSE server", daemon=True)
+        self.changed = threading.Condition()
+        self.connections: list[_Connection] = []
+
+    def open(self, tag: str) -> int:
+        return sum(1 for c in self.connections if c.tag == tag and not c.left)
+
+    def seen(self, tag: str) -> int:
+        return sum(1 for c in self.connections if c.tag == tag)
 
     def handle_error(self, request: object, client_address: object) -> None:
         return  # a client that resets its connection is what some tests are about: not an error here
 
+
+def serve(interval: float = 0.002, idle_timeout: float = 10.0) -> None:
+    """Run the server until standard input closes, after printing its port (the child side of
+    :class:`LocalServer`)."""
+    server = _Server(interval, idle_timeout)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    print(server.server_address[1], flush=True)
+    sys.stdin.read()  # until the parent closes it (or dies)
+    server.shutdown()
+    server.server_close()
+
+
+class LocalServer:
+    """A small HTTP/1.1 server on 127.0.0.1 that streams the replayed events over real sockets, run in a
+    child process (so that its threads are not the check's), started and stopped by the ``with`` block.
+
+    Each request's first path segment is its *tag*: :meth:`wait_left` tells whether the connections of a
+    tag have all been closed by the client, which is how the tests measure that a response was closed.
+    """
+
+    def __init__(self, *, start_timeout: float = 20.0) -> None:
+        self._start_timeout = start_timeout
+        self._process: subprocess.Popen[str] | None = None
+        self.port = 0
+
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> LocalServer:
-        self._thread.start()
+        self._process = subprocess.Popen(
+            [sys.executable, __file__, "serve"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._process.stdout is not None
+        ready, _, _ = select.select([self._process.stdout], [], [], self._start_timeout)
+        if not ready:
+            self.__exit__()
+            raise RuntimeError(f"the local SSE server did not start within {self._start_timeout} s")
+        self.port = int(self._process.stdout.readline())
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.shutdown()
-        self.server_close()
-        self._thread.join(timeout=5)
+        process, self._process = self._process, None
+        if process is None:
+            return
+        assert process.stdin is not None
+        process.stdin.close()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+        if process.stdout is not None:
+            process.stdout.close()
 
-    def open_connections(self) -> int:
-        with self.lock:
-            return sum(1 for c in self.connections if c.left_at is None)
+    def wait_left(self, tag: str, timeout: float = 0.5) -> tuple[int, int]:
+        """Wait at most ``timeout`` for every connection tagged ``tag`` to be closed by its client; return
+        (how many are still open, how many there were)."""
+        with httpx.Client(timeout=timeout + 5) as client:
+            answer = client.get(f"{self.url}/left", params={"tag": tag, "timeout": timeout}).json()
+        return int(answer["open"]), int(answer["seen"])
 
 
 def server_url() -> str:
@@ -259,6 +326,7 @@ __all__ = [
     "TEXT",
     "Body",
     "LocalServer",
+    "serve",
     "anthropic_message_events",
     "events_for",
     "mock_transport",
@@ -267,3 +335,7 @@ __all__ = [
     "replay",
     "server_url",
 ]
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["serve"]:
+    serve()

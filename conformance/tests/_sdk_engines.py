@@ -33,7 +33,7 @@ MOCK_BASE: Final = "https://api.replayed.test"
 """The base URL the in-memory engines call (MockTransport answers, nothing leaves the process)."""
 
 MODEL_OPENAI: Final = "gpt-4.1-nano"
-MODEL_ANTHROPIC: Final = "claude-sonnet-4-0"
+MODEL_ANTHROPIC: Final = "claude-haiku-4-5"
 
 
 def _messages(messages: Any) -> list[dict[str, str]]:
@@ -159,9 +159,12 @@ class OpenAIEveryDelta(OpenAICareful):
             messages=_messages(messages),  # type: ignore[arg-type]  # as above
             stream=True,
         ) as chunks:
+            text: list[str] = []
             async for chunk in chunks:
                 if chunk.choices:
+                    text.append(chunk.choices[0].delta.content or "")
                     yield chunk.choices[0].delta.content
+        yield _completion("".join(text), None, None)
 
 
 class OpenAISyncInThreadNaive:
@@ -309,7 +312,7 @@ class HttpxInnerLeft(HttpxCareful):
 
 # ---------------------------------------------------------------------------------------------- kani
 def _kani_openai(network: Network) -> OpenAIEngine:
-    return OpenAIEngine(client=network.openai(), model=MODEL_OPENAI)
+    return OpenAIEngine(client=network.openai(), model=MODEL_OPENAI, api_type="chat_completions")
 
 
 def _kani_anthropic(network: Network) -> AnthropicEngine:

@@ -128,22 +128,19 @@ class Closing:
         return fixes
 
     def observation(self) -> str:
-        """One line saying what (b) and (c) were judged on."""
-        own = f"(b) {self.own} async generator(s) of the engine's own code"
+        """One line saying what ES-5 was judged on (for a stream that kept it)."""
+        own = f"(b) {self.own} async generator(s) of the engine's own code, closed"
         if self.responses:
-            closed = len(self.responses) - len(self.open_responses)
-            libraries = ", ".join(sorted({r.library for r in self.responses}))
-            seen = f"(c) {len(self.responses)} {libraries} response(s), {closed} closed when aclose() returned"
+            libraries = " and ".join(sorted({r.library for r in self.responses}))
+            seen = f"(c) {len(self.responses)} {libraries} response(s), closed when aclose() returned"
         elif self.observed:
             seen = (
-                f"(c) no response was opened through {' or '.join(self.observed)} (the transports observed; "
-                "a stream on another transport is judged on (a) and (b))"
+                f"(c) no response was opened through {' or '.join(self.observed)}, the transports observed (a "
+                "stream on another transport is judged on (a) and (b))"
             )
         else:
-            seen = (
-                "(c) not observed: neither httpx nor aiohttp is loaded, so the stream was judged on (a) and (b)"
-            )
-        note = f"ES-5 observed {own}; {seen}"
+            seen = "(c) not observed: neither httpx nor aiohttp is loaded, so (a) and (b) decided"
+        note = f"ES-5 judged on (a) nothing more after aclose(); {own}; {seen}"
         if self.libraries_left and not self.responses:
             note += (
                 f"; async generators of {', '.join(self.libraries_left)} were left suspended, and no observed "

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._capture import Sink, capture
+from ._leftovers import leftover_notes, quiet_captured
 from ._watchdog import TargetBlocked, Watchdog
 from .context import CheckContext, asyncgen_name
 
@@ -57,6 +58,8 @@ class IsolatedRun:
     :ivar stopped_by: a ``SystemExit`` raised in a task (not the check's own) that stopped the event loop.
     :ivar problems: one line each: abandoned or leftover tasks, open async generators, threads, blocking
         code the watchdog interrupted, and everything captured (warnings, asyncio messages).
+    :ivar left_behind: whether tasks or async generators were left at the end (reported or not: a
+        library's are not, see :mod:`lmstream.conformance._leftovers`).
     """
 
     finished: bool = False
@@ -67,6 +70,7 @@ class IsolatedRun:
     blocked_at: list[str] = field(default_factory=list[str])
     stopped_by: SystemExit | None = None
     problems: list[str] = field(default_factory=list[str])
+    left_behind: bool = False
 
 
 def run_isolated(
@@ -127,12 +131,14 @@ def run_isolated(
         abandoned_any = bool(abandoned)
         abandoned.clear()
         ctx._release()  # pyright: ignore[reportPrivateUsage] - the runner is the context's owner
-        if run.problems or not run.finished:
+        if run.problems or run.left_behind or not run.finished:
             gc.collect()  # finalize what was abandoned while output is still captured
     if abandoned_any:  # asyncio's "Task was destroyed but it is pending!" repeats what is reported above
-        run.problems += [line for line in sink.lines if "Task was destroyed but it is pending" not in line]
+        run.problems += quiet_captured(
+            [line for line in sink.lines if "Task was destroyed but it is pending" not in line]
+        )
     else:
-        run.problems += sink.lines
+        run.problems += quiet_captured(sink.lines)
     for thread in threading.enumerate():
         if thread not in threads_before and thread.is_alive():
             run.problems.append(f"thread {thread.name!r} started during the check was still running after it")
@@ -213,6 +219,7 @@ async def _cleanup(
         t.cancel()
     if leftovers:
         await asyncio.wait(leftovers, timeout=_slice(hard))
+    stray: list[asyncio.Task[Any]] = []
     for t in leftovers:
         if not t.done():
             abandoned.append(t)
@@ -223,15 +230,12 @@ async def _cleanup(
             if not t.cancelled():
                 t.exception()  # retrieved: it is reported here, not by the loop later
             if t not in ours:
-                run.problems.append(
-                    f"task {t.get_name()!r} ({_coro_name(t)}) was still running when the check ended; "
-                    "the suite cancelled it"
-                )
+                stray.append(t)
     left_open = [agen for agen in ctx.asyncgens_since(0) if agen.ag_frame is not None and not agen.ag_running]
-    for agen in left_open:
-        run.problems.append(
-            f"async generator {asyncgen_name(agen)} was left open, never closed; the suite closed it"
-        )
+    run.left_behind = bool(stray or left_open)  # quiet or not, what they hold is collected while captured
+    run.problems += leftover_notes(
+        ctx.origins, stray, left_open, describe_agen=asyncgen_name, iterated_by=ctx.iterated_by
+    )
     await _bounded(loop.shutdown_asyncgens(), hard, run, abandoned, "closing async generators left open")
 
 

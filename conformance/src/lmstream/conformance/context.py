@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import re
 import sys
 import weakref
 from collections.abc import Awaitable, Coroutine, Iterable, Sequence
-from types import AsyncGeneratorType
+from types import AsyncGeneratorType, CodeType
 from typing import Any, Final, TypeVar
 
 from lmstream.spec import describe_item
@@ -93,6 +94,7 @@ class CheckContext:
         self._spawned: set[asyncio.Task[Any]] = set()
         self._asyncgens: list[weakref.ref[AsyncGeneratorType[Any, Any]]] = []
         self._dropped: list[str] = []
+        self._iterated_by: dict[int, tuple[weakref.ref[AsyncGeneratorType[Any, Any]], CodeType]] = {}
 
     # ------------------------------------------------------------------ runner side
     def _bind(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any], started: float) -> None:
@@ -110,6 +112,16 @@ class CheckContext:
     def _record_asyncgen(self, agen: AsyncGeneratorType[Any, Any]) -> None:
         """Called by the runner's ``firstiter`` hook for every async generator started in the loop."""
         self._asyncgens.append(weakref.ref(agen))
+        frame = sys._getframe(1)
+        while frame is not None and _is_hook_code(frame.f_code.co_filename):
+            frame = frame.f_back
+        if frame is not None:
+            self._iterated_by[id(agen)] = (weakref.ref(agen), frame.f_code)
+
+    def iterated_by(self, agen: AsyncGeneratorType[Any, Any]) -> CodeType | None:
+        """The code that first iterated ``agen`` (called its first ``__anext__()``), when recorded."""
+        entry = self._iterated_by.get(id(agen))
+        return entry[1] if entry is not None and entry[0]() is agen else None
 
     def _record_dropped(self, agen: AsyncGeneratorType[Any, Any]) -> None:
         """Called by the runner's ``finalizer`` hook: an async generator was garbage-collected unfinished."""
@@ -273,6 +285,17 @@ class CheckContext:
     def note(self, text: str) -> None:
         """Record an observation that does not decide the outcome (shown with the result)."""
         self.notes.append(" ".join(text.split()))
+
+
+_HOOK_FILES: Final = frozenset(
+    os.path.normcase(os.path.join(os.path.dirname(os.path.abspath(__file__)), name))
+    for name in ("_isolation.py", "_closing.py", "context.py")
+)
+
+
+def _is_hook_code(filename: str) -> bool:
+    """Whether ``filename`` is one of the suite's asyncgen-hook modules (skipped to find who iterated)."""
+    return os.path.normcase(os.path.abspath(filename)) in _HOOK_FILES
 
 
 def _target_modules(target_name: str | None) -> list[str]:

@@ -25,12 +25,14 @@ starts no thread; threads the target leaves running are reported.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
 from lmstream.spec import get_requirement
 
 from ._isolation import IsolatedRun, TargetExited, require_sync, run_isolated
+from ._leftovers import once_per_run
 from ._watchdog import TargetBlocked
 from .checks import checks_for
 from .context import CheckContext
@@ -120,8 +122,10 @@ def run_checks(
     resolved = resolve_target(kind, target, name=target_name)
     name = target_name or resolved.name
     prompt, prompt_name = _prompt(messages)
-    results = tuple(_run_resolved(c, resolved, timeout, grace, prompt, prompt_name, name) for c in chosen)
-    return Report(kind=kind, target=name, results=results)
+    results = [_run_resolved(c, resolved, timeout, grace, prompt, prompt_name, name) for c in chosen]
+    messages = once_per_run([r.message for r in results])  # a library's leftovers: one note per run
+    results = [replace(r, message=m) if m != r.message else r for r, m in zip(results, messages, strict=True)]
+    return Report(kind=kind, target=name, results=tuple(results))
 
 
 def _prompt(messages: Sequence[object] | str | None) -> tuple[Sequence[object], str | None]:
