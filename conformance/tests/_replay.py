@@ -9,6 +9,7 @@ httpx closes it), and :class:`LocalServer` records when each connection's client
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import select
@@ -19,7 +20,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import httpx
 
@@ -39,8 +40,12 @@ def openai_chat_events() -> list[bytes]:
     """A chat completions stream as the API sends it with ``stream_options={"include_usage": True}``:
     a first chunk with the role and an empty content, one chunk per token, the finish reason, the usage,
     then ``[DONE]``."""
-    base = {"id": "chatcmpl-Bx1", "object": "chat.completion.chunk", "created": 1760000000}
-    base |= {"model": "gpt-4.1-nano-2025-04-14", "system_fingerprint": "fp_38343a2f8f", "service_tier": "default"}
+    base: dict[str, object] = {"id": "chatcmpl-Bx1", "object": "chat.completion.chunk", "created": 1760000000}
+    base |= {
+        "model": "gpt-4.1-nano-2025-04-14",
+        "system_fingerprint": "fp_38343a2f8f",
+        "service_tier": "default",
+    }
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
@@ -49,8 +54,12 @@ def openai_chat_events() -> list[bytes]:
     events = [_sse(chunk({"role": "assistant", "content": "", "refusal": None}))]
     events += [_sse(chunk({"content": token})) for token in TEXT]
     events.append(_sse(chunk({}, "stop")))
-    usage = {"prompt_tokens": 27, "completion_tokens": len(TEXT), "total_tokens": 27 + len(TEXT)}
-    events.append(_sse(base | {"choices": [], "usage": usage}))
+    usage: dict[str, object] = {
+        "prompt_tokens": 27,
+        "completion_tokens": len(TEXT),
+        "total_tokens": 27 + len(TEXT),
+    }
+    events.append(_sse({**base, "choices": list[object](), "usage": usage}))
     events.append(b"data: [DONE]\n\n")
     return events
 
@@ -58,11 +67,11 @@ def openai_chat_events() -> list[bytes]:
 def anthropic_message_events() -> list[bytes]:
     """A Messages API stream: message_start, a text block with one delta per token, message_delta with the
     usage, message_stop (and a ping, as the API sends)."""
-    message = {
+    message: dict[str, object] = {
         "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
         "type": "message",
         "role": "assistant",
-        "model": "claude-sonnet-4-20250514",
+        "model": "claude-haiku-4-5-20251001",
         "content": [],
         "stop_reason": None,
         "stop_sequence": None,
@@ -70,8 +79,10 @@ def anthropic_message_events() -> list[bytes]:
     }
     events = [
         _sse({"type": "message_start", "message": message}, "message_start"),
-        _sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-             "content_block_start"),
+        _sse(
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            "content_block_start",
+        ),
         _sse({"type": "ping"}, "ping"),
     ]
     for token in TEXT:
@@ -168,29 +179,30 @@ class _Connection:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: _Server
+
+    @property
+    def _server(self) -> _Server:
+        return cast(_Server, self.server)
 
     def setup(self) -> None:
         super().setup()
-        self.connection.settimeout(self.server.idle_timeout)
+        self.connection.settimeout(self._server.idle_timeout)
         self.record: _Connection | None = None
 
     def finish(self) -> None:
         if self.record is not None:
-            with self.server.changed:
+            with self._server.changed:
                 self.record.left = True
-                self.server.changed.notify_all()
-        try:
+                self._server.changed.notify_all()
+        with contextlib.suppress(OSError):  # the client reset the connection
             super().finish()
-        except OSError:
-            pass
 
     def do_GET(self) -> None:  # /left?tag=T&timeout=S: wait (bounded) until T's connections have all left
         query = dict(part.split("=", 1) for part in self.path.partition("?")[2].split("&") if "=" in part)
         tag, timeout = query.get("tag", ""), float(query.get("timeout", "0.5"))
-        with self.server.changed:
-            self.server.changed.wait_for(lambda: self.server.open(tag) == 0, timeout=timeout)
-            body = json.dumps({"open": self.server.open(tag), "seen": self.server.seen(tag)}).encode()
+        with self._server.changed:
+            self._server.changed.wait_for(lambda: self._server.open(tag) == 0, timeout=timeout)
+            body = json.dumps({"open": self._server.open(tag), "seen": self._server.seen(tag)}).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))
@@ -202,8 +214,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         if self.record is None:
             self.record = _Connection(self.path.strip("/").split("/", 1)[0])
-            with self.server.changed:
-                self.server.connections.append(self.record)
+            with self._server.changed:
+                self._server.connections.append(self.record)
         length = int(self.headers.get("content-length") or 0)
         self.rfile.read(length)
         self.send_response(200)
@@ -213,7 +225,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             for index, event in enumerate(events_for(self.path)):
                 if index >= 2:  # the first events at once, then as a model would generate them
-                    time.sleep(self.server.interval)
+                    time.sleep(self._server.interval)
                 self.wfile.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
                 self.wfile.flush()
             self.wfile.write(b"0\r\n\r\n")
@@ -326,13 +338,13 @@ __all__ = [
     "TEXT",
     "Body",
     "LocalServer",
-    "serve",
     "anthropic_message_events",
     "events_for",
     "mock_transport",
     "openai_chat_events",
     "plain_events",
     "replay",
+    "serve",
     "server_url",
 ]
 

@@ -15,15 +15,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
-import anthropic
 import httpx
-import openai
-from kani.engines.anthropic import AnthropicEngine
-from kani.engines.openai import OpenAIEngine
+from anthropic import AsyncAnthropic
+from anthropic.types import MessageParam, RawContentBlockDeltaEvent, TextDelta
+from kani.engines.anthropic.engine import AnthropicEngine
+from kani.engines.openai.engine import OpenAIEngine
+from openai import AsyncOpenAI, OpenAI, Stream
+from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
 from lmstream.reference import ChatMessage, Completion
 
@@ -36,7 +38,17 @@ MODEL_OPENAI: Final = "gpt-4.1-nano"
 MODEL_ANTHROPIC: Final = "claude-haiku-4-5"
 
 
-def _messages(messages: Any) -> list[dict[str, str]]:
+def _messages(messages: Any) -> list[ChatCompletionMessageParam]:
+    return cast(list[ChatCompletionMessageParam], [{"role": m.role, "content": m.text} for m in messages])
+
+
+def _anthropic_messages(messages: Any) -> tuple[str, list[MessageParam]]:
+    system = " ".join(m.text for m in messages if m.role == "system")
+    turns = [{"role": m.role, "content": m.text} for m in messages if m.role != "system"]
+    return system, cast(list[MessageParam], turns)
+
+
+def _plain(messages: Any) -> list[dict[str, str]]:
     return [{"role": m.role, "content": m.text} for m in messages]
 
 
@@ -64,18 +76,18 @@ class Network:
             return httpx.Client(base_url=self.base(), timeout=5.0)
         return httpx.Client(base_url=self.base(), transport=mock_transport())
 
-    def openai(self) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(
+    def openai(self) -> AsyncOpenAI:
+        return AsyncOpenAI(
             api_key="sk-test", base_url=f"{self.base()}/v1", http_client=self.async_client(), max_retries=0
         )
 
-    def openai_sync(self) -> openai.OpenAI:
-        return openai.OpenAI(
+    def openai_sync(self) -> OpenAI:
+        return OpenAI(
             api_key="sk-test", base_url=f"{self.base()}/v1", http_client=self.sync_client(), max_retries=0
         )
 
-    def anthropic(self) -> anthropic.AsyncAnthropic:
-        return anthropic.AsyncAnthropic(
+    def anthropic(self) -> AsyncAnthropic:
+        return AsyncAnthropic(
             api_key="sk-ant-test", base_url=self.base(), http_client=self.async_client(), max_retries=0
         )
 
@@ -91,7 +103,7 @@ class OpenAINaive:
     async def stream(self, messages: Any, functions: Any = None, **hyperparams: Any) -> AsyncIterator[object]:
         chunks = await self.client.chat.completions.create(
             model=MODEL_OPENAI,
-            messages=_messages(messages),  # type: ignore[arg-type]  # the SDK's TypedDicts; a plain dict is what authors pass
+            messages=_messages(messages),
             stream=True,
             stream_options={"include_usage": True},
         )
@@ -103,7 +115,7 @@ class OpenAINaive:
                 text.append(chunk.choices[0].delta.content)
                 yield chunk.choices[0].delta.content
         yield _completion(
-            "".join(text), usage and usage.prompt_tokens, usage and usage.completion_tokens
+            "".join(text), usage.prompt_tokens if usage else None, usage.completion_tokens if usage else None
         )
 
 
@@ -113,7 +125,7 @@ class OpenAICareful(OpenAINaive):
     async def stream(self, messages: Any, functions: Any = None, **hyperparams: Any) -> AsyncIterator[object]:
         chunks = await self.client.chat.completions.create(
             model=MODEL_OPENAI,
-            messages=_messages(messages),  # type: ignore[arg-type]  # as above
+            messages=_messages(messages),
             stream=True,
             stream_options={"include_usage": True},
         )
@@ -125,7 +137,9 @@ class OpenAICareful(OpenAINaive):
                 if chunk.choices and chunk.choices[0].delta.content:
                     text.append(chunk.choices[0].delta.content)
                     yield chunk.choices[0].delta.content
-        yield _completion("".join(text), usage and usage.prompt_tokens, usage and usage.completion_tokens)
+        yield _completion(
+            "".join(text), usage.prompt_tokens if usage else None, usage.completion_tokens if usage else None
+        )
 
 
 class OpenAIStreamHelper(OpenAINaive):
@@ -134,7 +148,7 @@ class OpenAIStreamHelper(OpenAINaive):
     async def stream(self, messages: Any, functions: Any = None, **hyperparams: Any) -> AsyncIterator[object]:
         async with self.client.chat.completions.stream(
             model=MODEL_OPENAI,
-            messages=_messages(messages),  # type: ignore[arg-type]  # as above
+            messages=_messages(messages),
             stream_options={"include_usage": True},
         ) as events:
             async for event in events:
@@ -144,8 +158,8 @@ class OpenAIStreamHelper(OpenAINaive):
         usage = final.usage
         yield _completion(
             final.choices[0].message.content or "",
-            usage and usage.prompt_tokens,
-            usage and usage.completion_tokens,
+            usage.prompt_tokens if usage else None,
+            usage.completion_tokens if usage else None,
         )
 
 
@@ -156,7 +170,7 @@ class OpenAIEveryDelta(OpenAICareful):
     async def stream(self, messages: Any, functions: Any = None, **hyperparams: Any) -> AsyncIterator[object]:
         async with await self.client.chat.completions.create(
             model=MODEL_OPENAI,
-            messages=_messages(messages),  # type: ignore[arg-type]  # as above
+            messages=_messages(messages),
             stream=True,
         ) as chunks:
             text: list[str] = []
@@ -174,10 +188,10 @@ class OpenAISyncInThreadNaive:
     def __init__(self, network: Network) -> None:
         self.client = network.openai_sync()
 
-    def _open(self, messages: Any) -> openai.Stream[Any]:
+    def _open(self, messages: Any) -> Stream[ChatCompletionChunk]:
         return self.client.chat.completions.create(
             model=MODEL_OPENAI,
-            messages=_messages(messages),  # type: ignore[arg-type]  # as above
+            messages=_messages(messages),
             stream=True,
         )
 
@@ -217,19 +231,16 @@ class AnthropicNaive:
         self.client = network.anthropic()
 
     async def stream(self, messages: Any, functions: Any = None, **hyperparams: Any) -> AsyncIterator[object]:
-        system = " ".join(m.text for m in messages if m.role == "system")
+        system, turns = _anthropic_messages(messages)
         events = await self.client.messages.create(
-            model=MODEL_ANTHROPIC,
-            max_tokens=256,
-            system=system,
-            messages=[m for m in _messages(messages) if m["role"] != "system"],  # type: ignore[misc]  # as above
-            stream=True,
+            model=MODEL_ANTHROPIC, max_tokens=256, system=system, messages=turns, stream=True
         )
         text: list[str] = []
         async for event in events:
-            if event.type == "content_block_delta" and event.delta.type == "text_delta" and event.delta.text:
-                text.append(event.delta.text)
-                yield event.delta.text
+            delta = event.delta if isinstance(event, RawContentBlockDeltaEvent) else None
+            if isinstance(delta, TextDelta) and delta.text:
+                text.append(delta.text)
+                yield delta.text
         yield _completion("".join(text), None, None)
 
 
@@ -237,12 +248,9 @@ class AnthropicCareful(AnthropicNaive):
     """``async with client.messages.stream(...)`` and its ``text_stream`` (careful)."""
 
     async def stream(self, messages: Any, functions: Any = None, **hyperparams: Any) -> AsyncIterator[object]:
-        system = " ".join(m.text for m in messages if m.role == "system")
+        system, turns = _anthropic_messages(messages)
         async with self.client.messages.stream(
-            model=MODEL_ANTHROPIC,
-            max_tokens=256,
-            system=system,
-            messages=[m for m in _messages(messages) if m["role"] != "system"],  # type: ignore[misc]  # as above
+            model=MODEL_ANTHROPIC, max_tokens=256, system=system, messages=turns
         ) as stream:
             async for text in stream.text_stream:
                 if text:
@@ -256,7 +264,7 @@ class AnthropicCareful(AnthropicNaive):
 
 
 # ---------------------------------------------------------------------------------------------- httpx
-async def _tokens(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+async def _tokens(lines: AsyncIterator[str]) -> AsyncGenerator[str, None]:
     async for line in lines:
         if line.startswith("data: ") and line != "data: [DONE]":
             token = json.loads(line[len("data: ") :])["token"]
@@ -272,7 +280,7 @@ class HttpxNaive:
         self.client = network.async_client()
 
     def _request(self, messages: Any) -> httpx.Request:
-        return self.client.build_request("POST", "/v1/generate", json={"messages": _messages(messages)})
+        return self.client.build_request("POST", "/v1/generate", json={"messages": _plain(messages)})
 
     async def stream(self, messages: Any, functions: Any = None, **hyperparams: Any) -> AsyncIterator[object]:
         response = await self.client.send(self._request(messages), stream=True)
@@ -289,11 +297,13 @@ class HttpxCareful(HttpxNaive):
 
     async def stream(self, messages: Any, functions: Any = None, **hyperparams: Any) -> AsyncIterator[object]:
         text: list[str] = []
-        async with self.client.stream("POST", "/v1/generate", json={"messages": _messages(messages)}) as response:
-            async with contextlib.aclosing(_tokens(response.aiter_lines())) as tokens:
-                async for token in tokens:
-                    text.append(token)
-                    yield token
+        async with (
+            self.client.stream("POST", "/v1/generate", json={"messages": _plain(messages)}) as response,
+            contextlib.aclosing(_tokens(response.aiter_lines())) as tokens,
+        ):
+            async for token in tokens:
+                text.append(token)
+                yield token
         yield _completion("".join(text), None, None)
 
 
@@ -303,7 +313,9 @@ class HttpxInnerLeft(HttpxCareful):
 
     async def stream(self, messages: Any, functions: Any = None, **hyperparams: Any) -> AsyncIterator[object]:
         text: list[str] = []
-        async with self.client.stream("POST", "/v1/generate", json={"messages": _messages(messages)}) as response:
+        async with self.client.stream(
+            "POST", "/v1/generate", json={"messages": _plain(messages)}
+        ) as response:
             async for token in _tokens(response.aiter_lines()):
                 text.append(token)
                 yield token
@@ -348,11 +360,11 @@ ENGINES: Final[tuple[RealEngine, ...]] = (
         frozenset({"ES-5"}),
         fix="`async with await client.chat.completions.create(..., stream=True) as chunks:`",
     ),
+    RealEngine("openai_careful", "openai SDK: the same, inside `async with` the SDK's stream", OpenAICareful),
     RealEngine(
-        "openai_careful", "openai SDK: the same, inside `async with` the SDK's stream", OpenAICareful
-    ),
-    RealEngine(
-        "openai_stream_helper", "openai SDK: `async with client.chat.completions.stream(...)`", OpenAIStreamHelper
+        "openai_stream_helper",
+        "openai SDK: `async with client.chat.completions.stream(...)`",
+        OpenAIStreamHelper,
     ),
     RealEngine(
         "openai_every_delta",
@@ -380,7 +392,9 @@ ENGINES: Final[tuple[RealEngine, ...]] = (
         frozenset({"ES-5"}),
         fix="`async with client.messages.stream(...) as stream:`",
     ),
-    RealEngine("anthropic_careful", "anthropic SDK: `async with client.messages.stream(...)`", AnthropicCareful),
+    RealEngine(
+        "anthropic_careful", "anthropic SDK: `async with client.messages.stream(...)`", AnthropicCareful
+    ),
     RealEngine(
         "httpx_naive",
         "plain httpx: `await client.send(request, stream=True)`, never closed",

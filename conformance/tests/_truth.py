@@ -26,7 +26,7 @@ from . import _replay
 
 @dataclass(frozen=True)
 class Truth:
-    """What was open when ``aclose()`` returned: ``opened`` responses or connections, ``left_open`` of them."""
+    """What was open when ``aclose()`` returned: of ``opened`` responses or connections, ``left_open``."""
 
     opened: int
     left_open: int
@@ -46,7 +46,8 @@ def _peer_port(thing: object) -> int | None:
             return None
     except OSError:
         return None
-    return int(peer[1]) if isinstance(peer, tuple) and len(peer) >= 2 else None
+    address = cast(tuple[object, ...], peer) if isinstance(peer, tuple) else ()
+    return int(cast(int, address[1])) if len(address) >= 2 else None
 
 
 def open_connections(port: int) -> list[object]:
@@ -73,7 +74,7 @@ def open_connections(port: int) -> list[object]:
 
 
 async def _close_client(engine: object) -> None:
-    """Close what the engine holds (kani's ``close()``, or its client's), so that nothing outlives the test."""
+    """Close what the engine holds (kani's ``close()``, or its client's): nothing outlives the test."""
     closer = getattr(engine, "close", None)
     if not callable(closer):
         client = getattr(engine, "client", None)

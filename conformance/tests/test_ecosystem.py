@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import socket
 import subprocess
 import sys
 import warnings
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from lmstream.conformance import Outcome, Report, TargetKind, run_checks
+from lmstream.conformance import STANDARD_PROMPT, Outcome, Report, TargetKind, run_checks
 
 from . import _sdk_engines
 from ._engines import KANI_PROMPT
@@ -80,11 +81,11 @@ def test_es5_verdict_is_the_measured_truth(
 ) -> None:
     """The verdict and, beside it, what was really open when aclose() returned (a response body the replay
     handed out, or a connection to the local server)."""
-    engine, socket = case
+    engine, over_sockets = case
     (es5,) = [r for r in reports[_id(case)].results if r.requirement_id == "ES-5"]
     leaks_a_response = "ES-5" in engine.fails and engine.name != "httpx_inner_left"
-    messages = KANI_PROMPT if engine.kani else [m for m in _standard()]
-    if socket:
+    messages = KANI_PROMPT if engine.kani else _standard()
+    if over_sockets:
         tag = f"truth-{engine.name}"
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv(SERVER_ENV, f"{server.url}/{tag}")
@@ -95,10 +96,10 @@ def test_es5_verdict_is_the_measured_truth(
     assert (truth.left_open > 0) is leaks_a_response, truth
     if leaks_a_response:
         assert es5.outcome is Outcome.FAILED
-        assert "(c) 1 network response(s) the stream opened were still open when aclose() returned" in es5.message
-        assert "the httpx response to POST " in es5.message and "_sdk_engines.py:" in es5.message or (
-            engine.kani and "kani/engines/" in es5.message
-        )
+        opened = "(c) 1 network response(s) the stream opened were still open when aclose() returned"
+        assert opened in es5.message and "the httpx response to POST " in es5.message
+        where = "kani/engines/openai/engine.py:" if engine.kani else "_sdk_engines.py:"
+        assert f"opened at {where}" in es5.message or f"/{where}" in es5.message
     elif "ES-5" in engine.fails:  # the response is closed, the engine's own generator is not
         assert es5.outcome is Outcome.FAILED
         assert "(c)" not in es5.message.split("Fix:")[0]
@@ -110,8 +111,6 @@ def test_es5_verdict_is_the_measured_truth(
 
 
 def _standard() -> list[object]:
-    from lmstream.conformance import STANDARD_PROMPT
-
     return list(STANDARD_PROMPT)
 
 
@@ -133,9 +132,24 @@ def test_kani_engines_from_the_command_line(server: LocalServer) -> None:
     codes: dict[str, int] = {}
     for name in ("kani_anthropic", "kani_openai"):
         ran = subprocess.run(
-            [sys.executable, "-m", "lmstream.conformance", "check", "engine", f"{MODULE}:{name}",
-             "--messages", KANI_MESSAGES, "--strict", "--format", "json"],
-            capture_output=True, text=True, cwd=ROOT, timeout=120, env={**os.environ, SERVER_ENV: server.url},
+            [
+                sys.executable,
+                "-m",
+                "lmstream.conformance",
+                "check",
+                "engine",
+                f"{MODULE}:{name}",
+                "--messages",
+                KANI_MESSAGES,
+                "--strict",
+                "--format",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+            env={**os.environ, SERVER_ENV: server.url},
         )
         document = json.loads(ran.stdout)
         verdicts[name] = {r["id"]: r["outcome"] for r in document["results"]}
@@ -147,8 +161,6 @@ def test_kani_engines_from_the_command_line(server: LocalServer) -> None:
 
 def test_the_truth_finds_an_open_socket(server: LocalServer) -> None:
     """The socket-level measure itself: a connection held open is found, and once closed it is not."""
-    import socket
-
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as held:
         assert held in open_connections(server.port)
     assert held not in open_connections(server.port)

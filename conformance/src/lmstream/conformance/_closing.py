@@ -29,7 +29,7 @@ import contextvars
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import AsyncGeneratorType, CodeType
@@ -135,16 +135,16 @@ class Closing:
             seen = f"(c) {len(self.responses)} {libraries} response(s), closed when aclose() returned"
         elif self.observed:
             seen = (
-                f"(c) no response was opened through {' or '.join(self.observed)}, the transports observed (a "
-                "stream on another transport is judged on (a) and (b))"
+                f"(c) no response was opened through {' or '.join(self.observed)}, the transports "
+                "observed (a stream on another transport is judged on (a) and (b))"
             )
         else:
             seen = "(c) not observed: neither httpx nor aiohttp is loaded, so (a) and (b) decided"
         note = f"ES-5 judged on (a) nothing more after aclose(); {own}; {seen}"
         if self.libraries_left and not self.responses:
             note += (
-                f"; async generators of {', '.join(self.libraries_left)} were left suspended, and no observed "
-                "response tells whether what they hold was released"
+                f"; async generators of {', '.join(self.libraries_left)} were left suspended, and no "
+                "observed response tells whether what they hold was released"
             )
         return note
 
@@ -167,9 +167,14 @@ def _advice(response: OpenedResponse) -> str:
     if via == "anthropic":
         return "`async with client.messages.stream(...) as stream:`, so that closing the stream closes it"
     if via == "httpx":
-        return "`async with client.stream(method, url, ...) as response:` (or `await response.aclose()` in a `finally`)"
+        return (
+            "`async with client.stream(method, url, ...) as response:` "
+            "(or `await response.aclose()` in a `finally`)"
+        )
     if via:
-        return f"use {via}'s stream as an async context manager (`async with ...`), or close it in a `finally`"
+        return (
+            f"use {via}'s stream as an async context manager (`async with ...`), or close it in a `finally`"
+        )
     return "close the response when the stream is closed: `async with` it, or close it in a `finally`"
 
 
@@ -202,7 +207,7 @@ class CloseWatch:
             self.log.stop()
 
     @contextmanager
-    def observing(self) -> Iterator[CloseWatch]:
+    def observing(self) -> Generator[CloseWatch, None, None]:
         self.start()
         try:
             yield self
@@ -210,7 +215,7 @@ class CloseWatch:
             self.stop()
 
     @contextmanager
-    def attributed(self) -> Iterator[None]:
+    def attributed(self) -> Generator[None, None, None]:
         """Watch what the current context (and what it starts) does, for the ``with`` block."""
         token = _ATTRIBUTED.set((*_ATTRIBUTED.get(), self))
         _hooks_in()
@@ -276,9 +281,11 @@ class _Dispatcher:
     def firstiter(self, agen: Any) -> None:
         watches = _ATTRIBUTED.get()
         if watches:
-            caller = sys._getframe(1)  # the frame whose `async for` or anext() started the generator
+            # Whose `async for` or anext() started it. (Not inspect.currentframe(): a local holding this frame
+            # would make a cycle keeping `agen` alive until the garbage collector runs.)
+            by = sys._getframe(1).f_code  # pyright: ignore[reportPrivateUsage]
             for watch in watches:
-                watch._first(agen, caller.f_code)  # pyright: ignore[reportPrivateUsage] - same module
+                watch._first(agen, by)  # pyright: ignore[reportPrivateUsage] - same module
         if self.wrapped_firstiter is not None:
             self.wrapped_firstiter(agen)
 
@@ -289,7 +296,7 @@ class _Dispatcher:
             self.wrapped_finalizer(agen)
 
     def install(self) -> None:
-        # Without a finalizer of its own to call, the interpreter closes a dropped generator itself; keep that.
+        # With no finalizer to call, the interpreter closes a dropped generator itself: keep that.
         finalizer = self.finalizer if self.wrapped_finalizer is not None else None
         sys.set_asyncgen_hooks(firstiter=self.firstiter, finalizer=finalizer)
 

@@ -13,7 +13,8 @@ open. Whose they are decides what is said (:mod:`lmstream.conformance._origins` 
   library, naming it and counting its tasks.
 
 :func:`quiet_captured` folds the warnings about sockets garbage-collected open (an HTTP client's idle
-pool, which outlives each check's event loop) into one such library note, and :func:`once_per_run` keeps each library's note only the first time it appears in a run's results.
+pool, which outlives each check's event loop) into one such library note, and :func:`once_per_run` keeps
+each library's note only the first time it appears in a run's results.
 """
 
 from __future__ import annotations
@@ -72,7 +73,9 @@ def leftover_notes(
         by = iterated_by(agen)
         iterated_by_library = by is not None and origins.of_code(by).owner in (Owner.LIBRARY, Owner.STDLIB)
         if origins.of_code(agen.ag_code).is_target and not iterated_by_library:
-            notes.append(f"async generator {describe_agen(agen)} was left open, never closed; the suite closed it")
+            notes.append(
+                f"async generator {describe_agen(agen)} was left open, never closed; the suite closed it"
+            )
     for library, names in library_tasks.items():
         notes.append(
             f"{LIBRARY_NOTE_PREFIX}{library} left {len(names)} task(s) running when the check ended: "
@@ -81,7 +84,10 @@ def leftover_notes(
     return notes
 
 
-_SOCKET_WARNINGS = ("ResourceWarning: unclosed transport <_Selector", "ResourceWarning: unclosed <socket.socket")
+_SOCKET_WARNINGS = (
+    "ResourceWarning: unclosed transport <_Selector",
+    "ResourceWarning: unclosed <socket.socket",
+)
 
 
 def quiet_captured(lines: Sequence[str]) -> list[str]:
@@ -94,9 +100,9 @@ def quiet_captured(lines: Sequence[str]) -> list[str]:
     kept = [line for line in lines if line not in sockets]
     if sockets:
         kept.append(
-            f"{LIBRARY_NOTE_PREFIX}asyncio left {len(sockets)} socket(s) or socket transport(s) open when the "
-            "check's event loop closed (an HTTP client's idle pooled connections, garbage-collected after "
-            "the loop; close the client, e.g. `await client.aclose()`, where the engine's life ends)"
+            f"{LIBRARY_NOTE_PREFIX}asyncio left {len(sockets)} socket(s) or socket transport(s) open when "
+            "the check's event loop closed (an HTTP client's idle pooled connections, garbage-collected "
+            "after the loop; close the client, e.g. `await client.aclose()`, where the engine's life ends)"
         )
     return kept
 

@@ -63,7 +63,7 @@ class Origin:
             return self.name
         if self.owner is Owner.STDLIB:
             return f"the standard library ({self.name})" if self.name else "the standard library"
-        return self.owner.value
+        return str(self.owner.value)
 
 
 def _norm(path: str) -> str:
@@ -72,7 +72,7 @@ def _norm(path: str) -> str:
 
 def _stdlib_dirs() -> tuple[str, ...]:
     paths = sysconfig.get_paths()
-    found = {_norm(paths[key]) for key in ("stdlib", "platstdlib") if key in paths}
+    found: set[str] = {_norm(paths[key]) for key in ("stdlib", "platstdlib") if key in paths}
     found.add(_norm(os.path.dirname(os.__file__)))
     return tuple(sorted(found))
 
@@ -155,7 +155,7 @@ class Origins:
         if module_name is None:
             return None
         home = _module_home(module_name)
-        if home is None or any(_within(home, d) for d in self._stdlib) and not _in_library_dir(home):
+        if home is None or (any(_within(home, d) for d in self._stdlib) and not _in_library_dir(home)):
             return None
         return home
 

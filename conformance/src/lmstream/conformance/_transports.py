@@ -35,10 +35,11 @@ the meantime, the wrapper is left in place and only stops recording (it is a pas
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
@@ -54,7 +55,13 @@ _ATTRIBUTED: contextvars.ContextVar[tuple[ResponseLog, ...]] = contextvars.Conte
 )
 _LOCK = threading.Lock()
 _CATCH_ALL: list[ResponseLog] = []
-_OBSERVERS = 0
+
+
+class _Count:
+    observers = 0
+
+
+_STATE = _Count()
 _INSTALLED: list[tuple[type, str, object, object]] = []
 """(class, attribute, original, wrapper) for each entry point currently replaced."""
 
@@ -109,7 +116,7 @@ class ResponseLog:
         self._recording = False
 
     @contextmanager
-    def observing(self) -> Iterator[ResponseLog]:
+    def observing(self) -> Generator[ResponseLog, None, None]:
         """Install the observation for the duration of the ``with`` block."""
         self.start()
         try:
@@ -119,30 +126,28 @@ class ResponseLog:
 
     def start(self) -> None:
         """Begin observing (see :meth:`observing`); :meth:`stop` must follow, exactly once."""
-        global _OBSERVERS
         with _LOCK:
-            if _OBSERVERS == 0:
+            if _STATE.observers == 0:
                 _install()
-            _OBSERVERS += 1
+            _STATE.observers += 1
             self.observed = tuple(sorted({cls.__module__.split(".")[0] for cls, *_ in _INSTALLED}))
             if self.catch_all:
                 _CATCH_ALL.append(self)
             self._recording = True
 
     def stop(self) -> None:
-        global _OBSERVERS
         with _LOCK:
             if not self._recording:
                 return
             self._recording = False
             if self in _CATCH_ALL:
                 _CATCH_ALL.remove(self)
-            _OBSERVERS -= 1
-            if _OBSERVERS == 0:
+            _STATE.observers -= 1
+            if _STATE.observers == 0:
                 _uninstall()
 
     @contextmanager
-    def attributed(self) -> Iterator[None]:
+    def attributed(self) -> Generator[None, None, None]:
         """Attribute to this log the responses opened in the current context (and those copied from it)."""
         token = _ATTRIBUTED.set((*_ATTRIBUTED.get(), self))
         try:
@@ -190,7 +195,7 @@ def _recorded(library: str, response: object, sync: bool) -> None:
     receivers = _receivers()
     if not receivers:
         return
-    frame = sys._getframe(2)  # the caller of the wrapper
+    frame = sys._getframe(2)  # pyright: ignore[reportPrivateUsage] - the wrapper's caller (no frame cycle)
     for log in receivers:
         log._record(library, response, sync, frame)  # pyright: ignore[reportPrivateUsage] - same module
 
@@ -220,10 +225,8 @@ def _sync_wrapper(library: str, original: Callable[..., Any]) -> Callable[..., A
 
 def _named(wrapper: Callable[..., Any], original: Callable[..., Any]) -> Callable[..., Any]:
     for attribute in ("__name__", "__qualname__", "__doc__", "__module__"):
-        try:
+        with contextlib.suppress(AttributeError, TypeError):  # plain functions accept all four
             setattr(wrapper, attribute, getattr(original, attribute))
-        except (AttributeError, TypeError):  # pragma: no cover - plain functions accept all four
-            pass
     wrapper.__wrapped__ = original  # type: ignore[attr-defined]  # functools.wraps does the same
     return wrapper
 

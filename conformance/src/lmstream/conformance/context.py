@@ -23,7 +23,7 @@ import re
 import sys
 import weakref
 from collections.abc import Awaitable, Coroutine, Iterable, Sequence
-from types import AsyncGeneratorType, CodeType
+from types import AsyncGeneratorType, CodeType, FrameType
 from typing import Any, Final, TypeVar
 
 from lmstream.spec import describe_item
@@ -112,7 +112,9 @@ class CheckContext:
     def _record_asyncgen(self, agen: AsyncGeneratorType[Any, Any]) -> None:
         """Called by the runner's ``firstiter`` hook for every async generator started in the loop."""
         self._asyncgens.append(weakref.ref(agen))
-        frame = sys._getframe(1)
+        # sys._getframe, not inspect.currentframe(): a local holding this very frame would make a cycle that
+        # keeps `agen` alive until the garbage collector runs, changing when the target's generators close.
+        frame: FrameType | None = sys._getframe(1)  # pyright: ignore[reportPrivateUsage]
         while frame is not None and _is_hook_code(frame.f_code.co_filename):
             frame = frame.f_back
         if frame is not None:

@@ -25,8 +25,8 @@ starts no thread; threads the target leaves running are reported.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Final
 
 from lmstream.spec import get_requirement

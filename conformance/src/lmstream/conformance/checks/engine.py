@@ -12,7 +12,7 @@ import inspect
 from collections.abc import AsyncIterator
 from typing import Any
 
-from lmstream.conformance._closing import Closing, CloseWatch
+from lmstream.conformance._closing import CloseWatch, Closing
 from lmstream.conformance.context import CheckContext, CheckTimeout
 from lmstream.conformance.describe import describe_exception, describe_items, seconds
 from lmstream.conformance.model import CheckFailure, CheckSkipped, TargetKind
