@@ -64,7 +64,7 @@ test-pythons:
 	  v=.venv-$${py##*python}; \
 	  [ -x $$v/bin/python ] || $$py -m venv $$v; \
 	  $$v/bin/python -m pip install --quiet -e ./spec -e ./reference -e ./conformance pytest pytest-asyncio \
-	    pytest-timeout hypothesis 'kani[openai,anthropic]==1.10.0' mypy 'pyright[nodejs]'; \
+	    pytest-timeout hypothesis 'kani[openai,anthropic]==1.10.0' aiohttp mypy 'pyright[nodejs]'; \
 	  echo "pytest under $$py"; $$v/bin/python -m pytest -q spec/tests reference/tests conformance/tests; \
 	done
 

@@ -19,6 +19,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
+import aiohttp
 import httpx
 from anthropic import AsyncAnthropic
 from anthropic.types import MessageParam, RawContentBlockDeltaEvent, TextDelta
@@ -322,6 +323,58 @@ class HttpxInnerLeft(HttpxCareful):
         yield _completion("".join(text), None, None)
 
 
+# ---------------------------------------------------------------------------------------------- aiohttp
+class AiohttpNaive:
+    """aiohttp: ``await session.post(...)``, read line by line, never released (real sockets only:
+    aiohttp has no in-memory transport)."""
+
+    def __init__(self, network: Network) -> None:
+        self.base = network.base()
+        self.session: aiohttp.ClientSession | None = None
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self.session is None:  # created in the running loop, on first use
+            self.session = aiohttp.ClientSession()
+        return self.session
+
+    async def stream(self, messages: Any, functions: Any = None, **hyperparams: Any) -> AsyncIterator[object]:
+        response = await self._session().post(f"{self.base}/v1/generate", json={"messages": _plain(messages)})
+        text: list[str] = []
+        async for raw in response.content:
+            line = raw.decode().strip()
+            if (
+                line.startswith("data: ")
+                and line != "data: [DONE]"
+                and (token := json.loads(line[6:])["token"])
+            ):
+                text.append(token)
+                yield token
+        yield _completion("".join(text), None, None)
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+
+class AiohttpCareful(AiohttpNaive):
+    """aiohttp: ``async with session.post(...) as response`` (careful)."""
+
+    async def stream(self, messages: Any, functions: Any = None, **hyperparams: Any) -> AsyncIterator[object]:
+        text: list[str] = []
+        url = f"{self.base}/v1/generate"
+        async with self._session().post(url, json={"messages": _plain(messages)}) as response:
+            async for raw in response.content:
+                line = raw.decode().strip()
+                if (
+                    line.startswith("data: ")
+                    and line != "data: [DONE]"
+                    and (token := json.loads(line[6:])["token"])
+                ):
+                    text.append(token)
+                    yield token
+        yield _completion("".join(text), None, None)
+
+
 # ---------------------------------------------------------------------------------------------- kani
 def _kani_openai(network: Network) -> OpenAIEngine:
     return OpenAIEngine(client=network.openai(), model=MODEL_OPENAI, api_type="chat_completions")
@@ -422,9 +475,21 @@ ENGINES: Final[tuple[RealEngine, ...]] = (
 )
 """Every real engine, in report order."""
 
+SOCKET_ONLY: Final[tuple[RealEngine, ...]] = (
+    RealEngine(
+        "aiohttp_naive",
+        "aiohttp: `await session.post(...)`, never released",
+        AiohttpNaive,
+        frozenset({"ES-5"}),
+        fix="`async with session.post(...) as response:`",
+    ),
+    RealEngine("aiohttp_careful", "aiohttp: `async with session.post(...)`", AiohttpCareful),
+)
+"""Engines over aiohttp, which has no in-memory transport: real sockets only (``<name>_socket``)."""
+
 
 def _factory(name: str, socket: bool) -> Callable[[], object]:
-    (engine,) = [e for e in ENGINES if e.name == name]
+    (engine,) = [e for e in (*ENGINES, *SOCKET_ONLY) if e.name == name]
 
     def make() -> object:
         return engine.make(Network(socket))
@@ -462,3 +527,6 @@ httpx_careful_socket = _factory("httpx_careful", True)
 httpx_inner_left_socket = _factory("httpx_inner_left", True)
 kani_openai_socket = _factory("kani_openai", True)
 kani_anthropic_socket = _factory("kani_anthropic", True)
+
+aiohttp_naive_socket = _factory("aiohttp_naive", True)
+aiohttp_careful_socket = _factory("aiohttp_careful", True)

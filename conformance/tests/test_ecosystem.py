@@ -22,13 +22,15 @@ from lmstream.conformance import STANDARD_PROMPT, Outcome, Report, TargetKind, r
 from . import _sdk_engines
 from ._engines import KANI_PROMPT
 from ._replay import SERVER_ENV, LocalServer
-from ._sdk_engines import ENGINES, RealEngine
+from ._sdk_engines import ENGINES, SOCKET_ONLY, RealEngine
 from ._truth import measure, open_connections
 
 MODULE = "conformance.tests._sdk_engines"
 KANI_MESSAGES = "conformance.tests._engines:KANI_PROMPT"
 ROOT = Path(__file__).resolve().parents[2]
-CASES = [(engine, socket) for engine in ENGINES for socket in (False, True)]
+CASES = [(engine, socket) for engine in ENGINES for socket in (False, True)] + [
+    (engine, True) for engine in SOCKET_ONLY
+]
 
 
 def _id(case: tuple[RealEngine, bool]) -> str:
@@ -97,7 +99,8 @@ def test_es5_verdict_is_the_measured_truth(
     if leaks_a_response:
         assert es5.outcome is Outcome.FAILED
         opened = "(c) 1 network response(s) the stream opened were still open when aclose() returned"
-        assert opened in es5.message and "the httpx response to POST " in es5.message
+        library = "aiohttp" if engine.name.startswith("aiohttp") else "httpx"
+        assert opened in es5.message and f"the {library} response to POST " in es5.message
         where = "kani/engines/openai/engine.py:" if engine.kani else "_sdk_engines.py:"
         assert f"opened at {where}" in es5.message or f"/{where}" in es5.message
     elif "ES-5" in engine.fails:  # the response is closed, the engine's own generator is not
@@ -108,6 +111,8 @@ def test_es5_verdict_is_the_measured_truth(
     else:
         assert es5.outcome is Outcome.PASSED, es5.message
         assert "closed when aclose() returned" in es5.message
+        library = "aiohttp" if engine.name.startswith("aiohttp") else "httpx"
+        assert f"(c) 1 {library} response(s)" in es5.message
 
 
 def _standard() -> list[object]:
