@@ -61,7 +61,7 @@ def test_observing_patches_only_while_it_lasts_and_nests() -> None:
             pass
         assert httpx.Client.__dict__["send"] is not original  # the outer observation still holds it
     assert httpx.Client.__dict__["send"] is original
-    assert outer.observed == ("httpx",)
+    assert "httpx" in outer.observed  # (and aiohttp, when a test has imported it)
 
 
 def test_a_response_from_a_thread_of_its_own_goes_to_the_catch_all_log_only() -> None:
@@ -116,7 +116,7 @@ def test_a_stream_on_another_transport_is_judged_on_a_and_b_and_says_so() -> Non
     (result,) = report.results
     assert result.outcome is Outcome.PASSED
     assert "(b) 1 async generator(s) of the engine's own code, closed" in result.message
-    assert "(c) no response was opened through httpx" in result.message
+    assert "(c) no response was opened through " in result.message and "httpx" in result.message
     assert "judged on (a) and (b)" in result.message
 
 

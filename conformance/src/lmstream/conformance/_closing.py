@@ -255,6 +255,12 @@ class CloseWatch:
         by = self.origins.of_code(started.by)
         return by.is_target or by.owner is Owner.LMSTREAM
 
+    def forget(self) -> None:
+        """Drop every reference to what was observed (the responses, the generators' records)."""
+        self.log.responses.clear()
+        self._started.clear()
+        self._by_id.clear()
+
     # ------------------------------------------------------------------ hooks' side
     def _first(self, agen: AsyncGeneratorType[Any, Any], by: CodeType | None) -> None:
         if self._recording:

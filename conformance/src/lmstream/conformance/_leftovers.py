@@ -84,27 +84,39 @@ def leftover_notes(
     return notes
 
 
-_SOCKET_WARNINGS = (
-    "ResourceWarning: unclosed transport <_Selector",
-    "ResourceWarning: unclosed <socket.socket",
+_CLIENT_LEFTOVERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    (
+        "asyncio",
+        ("ResourceWarning: unclosed transport <_Selector", "ResourceWarning: unclosed <socket.socket"),
+        "socket(s) or socket transport(s) open when the check's event loop closed (an HTTP client's idle "
+        "pooled connections, garbage-collected after the loop",
+    ),
+    (
+        "aiohttp",
+        ("Unclosed client session", "Unclosed connector"),
+        "client session(s) or connector(s) unclosed when the check ended (the engine's session, dropped "
+        "with the engine",
+    ),
 )
 
 
 def quiet_captured(lines: Sequence[str]) -> list[str]:
-    """The lines captured during a check, with the ``ResourceWarning`` warnings about sockets and socket
-    transports garbage-collected open folded into one library note: they are the idle connections of an
-    HTTP client's pool that outlived the check's event loop (every check runs in a loop of its own, which
-    an engine's long-lived client outlives), not something the stream left open mid-response (that is
-    ES-5's rule (c), judged where it is observed)."""
-    sockets = [line for line in lines if any(marker in line for marker in _SOCKET_WARNINGS)]
-    kept = [line for line in lines if line not in sockets]
-    if sockets:
-        kept.append(
-            f"{LIBRARY_NOTE_PREFIX}asyncio left {len(sockets)} socket(s) or socket transport(s) open when "
-            "the check's event loop closed (an HTTP client's idle pooled connections, garbage-collected "
-            "after the loop; close the client, e.g. `await client.aclose()`, where the engine's life ends)"
-        )
-    return kept
+    """The lines captured during a check, with the warnings about an HTTP client's pool left open (sockets
+    and transports garbage-collected open, aiohttp's unclosed session and connector) folded into one library
+    note per library: every check runs in an event loop of its own, which an engine's long-lived client
+    outlives, and that is not something the stream left open mid-response (that is ES-5's rule (c),
+    judged where it is observed)."""
+    kept = list(lines)
+    notes: list[str] = []
+    for library, markers, what in _CLIENT_LEFTOVERS:
+        found = [line for line in kept if any(marker in line for marker in markers)]
+        if found:
+            kept = [line for line in kept if line not in found]
+            notes.append(
+                f"{LIBRARY_NOTE_PREFIX}{library} left {len(found)} {what}; close the client, e.g. "
+                "`await client.aclose()`, where the engine's life ends)"
+            )
+    return kept + notes
 
 
 def once_per_run(messages: Sequence[str]) -> list[str]:

@@ -23,13 +23,14 @@ library the engine's). Classification is by file name only and is cached; it nev
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import sysconfig
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
-from types import CodeType, ModuleType
+from types import CodeType, FrameType, ModuleType
 from typing import Final
 
 __all__ = ["Origin", "Origins", "Owner"]
@@ -70,6 +71,7 @@ def _norm(path: str) -> str:
     return os.path.normcase(os.path.abspath(path))
 
 
+@functools.cache
 def _stdlib_dirs() -> tuple[str, ...]:
     paths = sysconfig.get_paths()
     found: set[str] = {_norm(paths[key]) for key in ("stdlib", "platstdlib") if key in paths}
@@ -77,6 +79,7 @@ def _stdlib_dirs() -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
+@functools.cache
 def _lmstream_dirs() -> tuple[str, ...]:
     found: list[str] = []
     for name in ("lmstream.spec", "lmstream.reference", "lmstream.conformance"):
@@ -169,27 +172,19 @@ def _module_name(thing: object) -> str | None:
         return thing
     if isinstance(thing, ModuleType):
         return thing.__name__
-    code = getattr(thing, "ag_code", None) or getattr(thing, "__code__", None)
-    if isinstance(code, CodeType):
-        module = sys.modules.get(getattr(thing, "__module__", "") or "")
-        if module is None:  # an async generator object: find its module by its file
-            return _module_by_file(code.co_filename)
-        return module.__name__
+    frame = getattr(thing, "ag_frame", None) or getattr(thing, "cr_frame", None)
+    if isinstance(frame, FrameType):  # an async generator (or coroutine) object: its frame's module
+        name = frame.f_globals.get("__name__")
+        return name if isinstance(name, str) else None
+    if isinstance(getattr(thing, "__code__", None), CodeType):  # a function or method
+        module = getattr(thing, "__module__", None)
+        return module if isinstance(module, str) else None
     if isinstance(thing, type):
         return thing.__module__
     method = getattr(thing, "__func__", None)
     if method is not None:
         return _module_name(method)
     return type(thing).__module__
-
-
-def _module_by_file(filename: str) -> str | None:
-    path = _norm(filename)
-    for name, module in list(sys.modules.items()):
-        file = getattr(module, "__file__", None)
-        if isinstance(file, str) and _norm(file) == path:
-            return name
-    return None
 
 
 def _module_home(module_name: str) -> str | None:

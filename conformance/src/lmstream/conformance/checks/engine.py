@@ -8,6 +8,7 @@ reports the cause. ES-11 is a MAY: its check is informational (see :func:`a_comp
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 from collections.abc import AsyncIterator
 from typing import Any
@@ -138,9 +139,12 @@ async def aclose_ends_stream_and_cleans_up(target: EngineTarget, ctx: CheckConte
     with watch.observing(), watch.attributed():
         opened, closing = await _close_mid_stream(target, ctx, watch)
     if not closing.ok:
-        raise CheckFailure(
-            closing.problem(), expected=_ES5_EXPECTED, reproduction=reproduction(opened, _leak_body(closing))
-        )
+        problem, body, leaked = closing.problem(), _leak_body(closing), bool(closing.open_responses)
+        del closing
+        watch.forget()
+        if leaked:  # finalize what the leak holds now, in the check's loop and with output captured
+            gc.collect()
+        raise CheckFailure(problem, expected=_ES5_EXPECTED, reproduction=reproduction(opened, body))
     ctx.note(closing.observation())
 
 
