@@ -63,9 +63,6 @@ def reports(server: LocalServer) -> dict[str, Report]:
             for case in CASES
         }
         gc.collect()
-    # The SDKs' modules stay loaded for the rest of the session, and the runner collects garbage after a
-    # check that left things behind: keep those collections as cheap as before these tests ran.
-    gc.freeze()
     return reports
 
 

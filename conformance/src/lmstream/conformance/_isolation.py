@@ -88,6 +88,14 @@ def run_isolated(
     run = IsolatedRun()
     sink = Sink()
     threads_before = set(threading.enumerate())
+    # What exists before the check is set aside from the collector for its duration, so that the collection
+    # at its end examines only what the check made (a large process, one with an SDK loaded, would
+    # otherwise spend most of a check there), and can run after every check: whatever the target leaves
+    # in reference cycles is finalized while output is captured. Not when the process froze objects
+    # itself: unfreezing would undo that.
+    frozen = gc.get_freeze_count() == 0
+    if frozen:
+        gc.freeze()
     started = time.monotonic()
     hard = started + timeout + grace
     loop = asyncio.new_event_loop()
@@ -98,41 +106,45 @@ def run_isolated(
     loop.set_default_executor(executor)
     loop.set_exception_handler(sink.loop_exception)
     abandoned: list[asyncio.Task[Any]] = []
-    with capture(sink):
-        with Watchdog(loop, interval=watchdog_slack(grace)) as dog:
-            dog.arm(hard + watchdog_slack(grace))
-            try:
-                _attempt(
-                    loop,
-                    run,
-                    _drive(
-                        make,
-                        ctx,
+    try:
+        with capture(sink):
+            with Watchdog(loop, interval=watchdog_slack(grace)) as dog:
+                dog.arm(hard + watchdog_slack(grace))
+                try:
+                    _attempt(
+                        loop,
                         run,
-                        timeout=timeout,
-                        grace=grace,
-                        hard=hard,
-                        name=name,
-                        abandoned=abandoned,
-                    ),
+                        _drive(
+                            make,
+                            ctx,
+                            run,
+                            timeout=timeout,
+                            grace=grace,
+                            hard=hard,
+                            name=name,
+                            abandoned=abandoned,
+                        ),
+                    )
+                    _attempt(loop, run, _cleanup(ctx, run, hard=hard, abandoned=abandoned))
+                finally:
+                    executor.shutdown(wait=False, cancel_futures=True)
+                    dog.disarm()
+                    run.blocked_at = list(dog.fired)
+                    if not loop.is_closed():
+                        loop.close()
+            for location in run.blocked_at:
+                run.problems.append(
+                    f"the target blocked the event loop synchronously past the deadline at {location}; "
+                    "the watchdog interrupted it"
                 )
-                _attempt(loop, run, _cleanup(ctx, run, hard=hard, abandoned=abandoned))
-            finally:
-                executor.shutdown(wait=False, cancel_futures=True)
-                dog.disarm()
-                run.blocked_at = list(dog.fired)
-                if not loop.is_closed():
-                    loop.close()
-        for location in run.blocked_at:
-            run.problems.append(
-                f"the target blocked the event loop synchronously past the deadline at {location}; "
-                "the watchdog interrupted it"
-            )
-        abandoned_any = bool(abandoned)
-        abandoned.clear()
-        ctx._release()  # pyright: ignore[reportPrivateUsage] - the runner is the context's owner
-        if run.problems or run.left_behind or not run.finished:
-            gc.collect()  # finalize what was abandoned while output is still captured
+            abandoned_any = bool(abandoned)
+            abandoned.clear()
+            ctx._release()  # pyright: ignore[reportPrivateUsage] - the runner is the context's owner
+            if frozen or run.problems or run.left_behind or not run.finished:
+                gc.collect()  # finalize what the check left, while output is still captured
+    finally:
+        if frozen:
+            gc.unfreeze()
     if abandoned_any:  # asyncio's "Task was destroyed but it is pending!" repeats what is reported above
         run.problems += quiet_captured(
             [line for line in sink.lines if "Task was destroyed but it is pending" not in line]
