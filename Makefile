@@ -62,7 +62,7 @@ test: lint typecheck imports pytest docs
 SUPPORTED_PYTHONS := 3.10 3.11 3.12 3.13
 OTHER_PYTHONS ?=
 REQUIRE_PYTHONS ?=
-PYTHONS_DEPS := pytest pytest-asyncio pytest-timeout hypothesis 'kani[openai,anthropic]==1.10.0' mypy 'pyright[nodejs]'
+PYTHONS_DEPS := pytest pytest-asyncio pytest-timeout hypothesis 'kani[openai,anthropic]==1.10.0' aiohttp mypy 'pyright[nodejs]'
 test-pythons:
 	@set -e; \
 	main=$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true); \

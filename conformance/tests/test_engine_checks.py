@@ -67,7 +67,10 @@ def test_example_engines_pass_every_check(engine: object) -> None:
     )
     assert report.exit_code(strict=True) == 0
     notes = {r.requirement_id: r.message for r in report.results if r.message}
-    assert list(notes) == ["ES-11"], notes  # ES-11's informational note only: nothing leaked or warned
+    # What ES-5 was judged on, and ES-11's informational note; nothing leaked or warned.
+    assert list(notes) == ["ES-5", "ES-11"], notes
+    assert notes["ES-5"].startswith("note: ES-5 judged on (a) nothing more after aclose(); (b) ")
+    assert "\n" not in notes["ES-5"]
 
 
 def test_a_should_failure_fails_the_run_only_when_strict(broken_reports: dict[str, Report]) -> None:

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typing_extensions import Self
 
-from lmstream.conformance import LmstreamWarning, ValidatedStream, validate
+from lmstream.conformance import STANDARD_PROMPT, LmstreamWarning, ValidatedStream, validate
 from lmstream.reference import ChatMessage, Completion
 from lmstream.spec import StreamProtocolError
 
@@ -186,3 +186,77 @@ async def test_a_real_cancellation_passes_through() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+# ----------------------------------------------------------------------------- ES-5 on real engines
+def _real(name: str) -> Any:
+    from . import _sdk_engines
+
+    return getattr(_sdk_engines, name)()
+
+
+async def _close_after_first(stream: ValidatedStream[Any]) -> None:
+    await stream.__anext__()
+    await stream.aclose()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "openai_careful",
+        "openai_stream_helper",
+        "anthropic_careful",
+        "httpx_careful",
+        "openai_sync_thread_careful",
+    ],
+)
+async def test_es5_a_careful_sdk_engine_closes_cleanly_under_validate(name: str) -> None:
+    engine = _real(name)
+    await _close_after_first(validate(engine.stream(list(STANDARD_PROMPT))))
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        (
+            "openai_naive",
+            "(c) 1 network response(s) the stream opened were still open when aclose() returned",
+        ),
+        ("anthropic_naive", "the httpx response to POST https://api.replayed.test/v1/messages"),
+        ("httpx_naive", "`async with client.stream(method, url, ...) as response:`"),
+        ("openai_sync_thread_naive", "(a sync client, in thread "),
+        ("httpx_inner_left", "(b) async generator(s) of the engine's own code were dropped unclosed"),
+    ],
+)
+async def test_es5_a_leaking_sdk_engine_is_caught_by_validate(name: str, said: str) -> None:
+    engine = _real(name)
+    with pytest.raises(StreamProtocolError) as info:
+        await _close_after_first(validate(engine.stream(list(STANDARD_PROMPT))))
+    assert info.value.requirement_id == "ES-5"
+    assert said in str(info.value)
+
+
+async def test_es5_validate_judges_kani_as_the_check_does() -> None:
+    from ._engines import KANI_PROMPT
+
+    with pytest.raises(StreamProtocolError) as info, pytest.warns(LmstreamWarning, match="ES-10"):
+        await _close_after_first(
+            validate(_real("kani_openai").stream(list(KANI_PROMPT)))
+        )  # its first token is ''
+    assert "OpenAIEngine._stream_chat_completions()" in str(info.value)
+    assert "kani/engines/openai/engine.py:" in str(info.value)
+    await _close_after_first(validate(_real("kani_anthropic").stream(list(KANI_PROMPT))))
+
+
+async def test_es5_validate_leaves_the_hooks_and_httpx_as_it_found_them() -> None:
+    import httpx
+
+    hooks, send = sys.get_asyncgen_hooks(), httpx.AsyncClient.send
+    await _close_after_first(validate(_real("httpx_careful").stream(list(STANDARD_PROMPT))))
+    assert sys.get_asyncgen_hooks() == hooks and httpx.AsyncClient.send is send
+
+
+async def test_es5_a_stream_read_to_its_end_is_not_judged_on_close() -> None:
+    stream = validate(_real("openai_naive").stream(list(STANDARD_PROMPT)))
+    assert len(await _drain(stream)) == 6
+    await stream.aclose()  # the stream ended: its response was read to the end, and closed

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._capture import Sink, capture
+from ._leftovers import leftover_notes, quiet_captured
 from .context import CheckContext, asyncgen_name
 
 __all__ = ["IsolatedRun", "require_sync", "run_isolated"]
@@ -54,7 +55,8 @@ class IsolatedRun:
         ``KeyboardInterrupt`` raised in a task other than the check's, the ``RuntimeError`` of a
         ``loop.stop()``, the ``CancelledError`` of the runner's own task cancelled by the target.
     :ivar problems: one line each: abandoned or leftover tasks, open async generators, threads, and
-        everything captured (warnings, asyncio messages).
+        everything captured (warnings, asyncio messages); a library's harmless leftovers are left out
+        (see :mod:`lmstream.conformance._leftovers`).
     """
 
     finished: bool = False
@@ -83,6 +85,14 @@ def run_isolated(
     run = IsolatedRun()
     sink = Sink()
     threads_before = set(threading.enumerate())
+    # What exists before the check is set aside from the collector for its duration, so that the collection
+    # at its end examines only what the check made (a large process, one with an SDK loaded, would
+    # otherwise spend most of a check there), and can run after every check: whatever the target leaves
+    # in reference cycles is finalized while output is captured. Not when the process froze objects
+    # itself: unfreezing would undo that.
+    frozen = gc.get_freeze_count() == 0
+    if frozen:
+        gc.freeze()
     started = time.monotonic()
     hard = started + timeout + grace
     loop = asyncio.new_event_loop()
@@ -95,29 +105,35 @@ def run_isolated(
     if on_loop is not None:
         on_loop(loop)
     abandoned: list[asyncio.Task[Any]] = []
-    with capture(sink):
-        try:
-            _attempt(
-                loop,
-                run,
-                _drive(
-                    make, ctx, run, timeout=timeout, grace=grace, hard=hard, name=name, abandoned=abandoned
-                ),
-            )
-            _attempt(loop, run, _cleanup(ctx, run, hard=hard, abandoned=abandoned))
-        finally:
-            executor.shutdown(wait=False, cancel_futures=True)
-            if not loop.is_closed():
-                loop.close()
-        abandoned_any = bool(abandoned)
-        abandoned.clear()
-        ctx._release()  # pyright: ignore[reportPrivateUsage] - the runner is the context's owner
-        if run.problems or not run.finished:
-            gc.collect()  # finalize what was abandoned while output is still captured
+    try:
+        with capture(sink):
+            try:
+                _attempt(
+                    loop,
+                    run,
+                    _drive(
+                        make, ctx, run, timeout=timeout, grace=grace, hard=hard, name=name, abandoned=abandoned
+                    ),
+                )
+                _attempt(loop, run, _cleanup(ctx, run, hard=hard, abandoned=abandoned))
+            finally:
+                executor.shutdown(wait=False, cancel_futures=True)
+                if not loop.is_closed():
+                    loop.close()
+            abandoned_any = bool(abandoned)
+            abandoned.clear()
+            ctx._release()  # pyright: ignore[reportPrivateUsage] - the runner is the context's owner
+            # Cheap whenever what existed before is frozen (here, or by the worker at its start).
+            gc.collect()  # finalize what the check left, while output is still captured
+    finally:
+        if frozen:
+            gc.unfreeze()
     if abandoned_any:  # asyncio's "Task was destroyed but it is pending!" repeats what is reported above
-        run.problems += [line for line in sink.lines if "Task was destroyed but it is pending" not in line]
+        run.problems += quiet_captured(
+            [line for line in sink.lines if "Task was destroyed but it is pending" not in line]
+        )
     else:
-        run.problems += sink.lines
+        run.problems += quiet_captured(sink.lines)
     for thread in threading.enumerate():
         if thread not in threads_before and thread.is_alive():
             run.problems.append(_describe_thread(thread))
@@ -207,6 +223,7 @@ async def _cleanup(
         t.cancel()
     if leftovers:
         await asyncio.wait(leftovers, timeout=_slice(hard))
+    stray: list[asyncio.Task[Any]] = []
     for t in leftovers:
         if not t.done():
             abandoned.append(t)
@@ -217,15 +234,11 @@ async def _cleanup(
             if not t.cancelled():
                 t.exception()  # retrieved: it is reported here, not by the loop later
             if t not in ours:
-                run.problems.append(
-                    f"task {t.get_name()!r} ({_coro_name(t)}) was still running when the check ended; "
-                    "the suite cancelled it"
-                )
+                stray.append(t)
     left_open = [agen for agen in ctx.asyncgens_since(0) if agen.ag_frame is not None and not agen.ag_running]
-    for agen in left_open:
-        run.problems.append(
-            f"async generator {asyncgen_name(agen)} was left open, never closed; the suite closed it"
-        )
+    run.problems += leftover_notes(
+        ctx.origins, stray, left_open, describe_agen=asyncgen_name, iterated_by=ctx.iterated_by
+    )
     await _bounded(loop.shutdown_asyncgens(), hard, run, abandoned, "closing async generators left open")
 
 

@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import re
 import sys
 import weakref
 from collections.abc import Awaitable, Coroutine, Iterable, Sequence
-from types import AsyncGeneratorType
+from types import AsyncGeneratorType, CodeType, FrameType
 from typing import Any, Final, TypeVar
 
 from lmstream.spec import describe_item
 
+from ._origins import Origins
 from .describe import describe_exception, seconds
 from .model import CheckFailure
 
@@ -65,6 +67,8 @@ class CheckContext:
     :ivar target_name: how the target was named (``"pkg.mod:Engine"``), for reproduction snippets.
     :ivar messages_name: how the prompt was named (``"pkg.mod:PROMPT"``), when it was given by name.
     :ivar notes: observations that do not decide the outcome; they are appended to the result's message.
+    :ivar origins: tells the target's own code from libraries' (:mod:`lmstream.conformance._origins`); the
+        engine checks add the homes of what they open (the engine, its ``stream()``, the stream).
     """
 
     def __init__(
@@ -82,6 +86,7 @@ class CheckContext:
         self.target_name = target_name
         self.messages_name = messages_name
         self.notes: list[str] = []
+        self.origins = Origins(_target_modules(target_name))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[Any] | None = None
         self._started = 0.0
@@ -89,6 +94,7 @@ class CheckContext:
         self._spawned: set[asyncio.Task[Any]] = set()
         self._asyncgens: list[weakref.ref[AsyncGeneratorType[Any, Any]]] = []
         self._dropped: list[str] = []
+        self._iterated_by: dict[int, tuple[weakref.ref[AsyncGeneratorType[Any, Any]], CodeType]] = {}
 
     # ------------------------------------------------------------------ runner side
     def _bind(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any], started: float) -> None:
@@ -106,6 +112,18 @@ class CheckContext:
     def _record_asyncgen(self, agen: AsyncGeneratorType[Any, Any]) -> None:
         """Called by the runner's ``firstiter`` hook for every async generator started in the loop."""
         self._asyncgens.append(weakref.ref(agen))
+        # sys._getframe, not inspect.currentframe(): a local holding this very frame would make a cycle that
+        # keeps `agen` alive until the garbage collector runs, changing when the target's generators close.
+        frame: FrameType | None = sys._getframe(1)  # pyright: ignore[reportPrivateUsage]
+        while frame is not None and _is_hook_code(frame.f_code.co_filename):
+            frame = frame.f_back
+        if frame is not None:
+            self._iterated_by[id(agen)] = (weakref.ref(agen), frame.f_code)
+
+    def iterated_by(self, agen: AsyncGeneratorType[Any, Any]) -> CodeType | None:
+        """The code that first iterated ``agen`` (called its first ``__anext__()``), when recorded."""
+        entry = self._iterated_by.get(id(agen))
+        return entry[1] if entry is not None and entry[0]() is agen else None
 
     def _record_dropped(self, agen: AsyncGeneratorType[Any, Any]) -> None:
         """Called by the runner's ``finalizer`` hook: an async generator was garbage-collected unfinished."""
@@ -269,6 +287,23 @@ class CheckContext:
     def note(self, text: str) -> None:
         """Record an observation that does not decide the outcome (shown with the result)."""
         self.notes.append(" ".join(text.split()))
+
+
+_HOOK_FILES: Final = frozenset(
+    os.path.normcase(os.path.join(os.path.dirname(os.path.abspath(__file__)), name))
+    for name in ("_isolation.py", "_closing.py", "context.py")
+)
+
+
+def _is_hook_code(filename: str) -> bool:
+    """Whether ``filename`` is one of the suite's asyncgen-hook modules (skipped to find who iterated)."""
+    return os.path.normcase(os.path.abspath(filename)) in _HOOK_FILES
+
+
+def _target_modules(target_name: str | None) -> list[str]:
+    if target_name and _SPEC.match(target_name):
+        return [target_name.partition(":")[0]]
+    return []
 
 
 def asyncgen_name(agen: AsyncGeneratorType[Any, Any]) -> str:

@@ -73,9 +73,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Final
 
 from ._isolation import require_sync
+from ._leftovers import once_per_run
 from ._supervisor import supervise
 from ._worker import in_a_worker
 from .checks import checks_for
@@ -228,10 +230,14 @@ def _run(
         messages=messages,
         import_timeout=import_timeout,
     )
+    messages_once = once_per_run([r.message for r in run.results])  # a library's leftovers: one note per run
+    results = tuple(
+        replace(r, message=m) if m != r.message else r for r, m in zip(run.results, messages_once, strict=True)
+    )
     return Report(
         kind=kind,
         target=target_name or run.name,
-        results=tuple(run.results),
+        results=results,
         stdout=run.stdout,
         stderr=run.stderr,
         interrupted=run.interrupted,

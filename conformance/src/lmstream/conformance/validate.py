@@ -11,8 +11,13 @@ What it checks, and when:
 
 * ES-1 when called: ``stream`` is an async iterable whose ``__aiter__()`` gives an iterator.
 * ES-2, ES-3, ES-4 on every item, with :func:`lmstream.spec.check_item` (one implementation of the rules).
-* ES-5 in :meth:`ValidatedStream.aclose`: the iterator has ``aclose()``; it is awaited, and the stream must
-  then yield nothing more (one more ``__anext__()`` is made to verify that).
+* ES-5 in :meth:`ValidatedStream.aclose`, judged as the conformance check judges it: the iterator has
+  ``aclose()``; once it returned, (a) the stream yields nothing more (one more ``__anext__()`` is made to
+  verify that), (b) the async generators of the engine's own code that the stream iterated are closed (not
+  left suspended, nor dropped to the garbage collector), and (c) the httpx and aiohttp responses it opened
+  (where those libraries are loaded) are closed. Only what the stream does is watched: the task iterating
+  it, the tasks it starts and its ``asyncio.to_thread`` calls (see ``lmstream.conformance._closing``);
+  the engine's "own code" is that of the stream's package (see ``lmstream.conformance._origins``).
 * ES-6 (Python 3.11+, which can see it): a cancellation of the consuming task that arrives while it awaits an
   item must come out as ``CancelledError``; a stream that returns an item instead swallowed it.
 * The SHOULD rules ES-9 (the completion's text is the tokens' text) and ES-10 (no empty token) emit an
@@ -27,12 +32,16 @@ from __future__ import annotations
 import asyncio
 import sys
 import warnings
+import weakref
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any, Generic, NoReturn, cast
 
 from typing_extensions import Self
 
 from lmstream.spec import CompletionT, StreamProtocolError, check_item, check_stream, describe_item
+
+from ._closing import CloseWatch
+from ._origins import Origins
 
 __all__ = ["LmstreamWarning", "ValidatedStream", "validate"]
 
@@ -71,6 +80,8 @@ class ValidatedStream(Generic[CompletionT]):
         self._tokens: list[str] = []
         self._completion_seen = False
         self._done = False
+        self._watch = CloseWatch(Origins([stream, iterator]))
+        weakref.finalize(self, self._watch.stop)  # a stream abandoned unfinished stops being watched
 
     def __aiter__(self) -> Self:
         return self
@@ -80,10 +91,13 @@ class ValidatedStream(Generic[CompletionT]):
             raise StopAsyncIteration
         task = asyncio.current_task()
         cancelling = _cancelling(task)
+        self._watch.start()
         try:
-            item = await self._iterator.__anext__()
+            with self._watch.attributed():
+                item = await self._iterator.__anext__()
         except BaseException:  # StopAsyncIteration included: the stream is over either way
             self._done = True
+            self._watch.stop()
             raise
         if _cancelling(task) > cancelling:
             await self._fail(
@@ -128,21 +142,30 @@ class ValidatedStream(Generic[CompletionT]):
                 item=self._iterator,
             )
         was_done, self._done = self._done, True
-        await cast(Any, aclose)()
+        try:
+            with self._watch.attributed():
+                await cast(Any, aclose)()
+            closing = self._watch.verdict()
+        finally:
+            self._watch.stop()
         if was_done:
             return
         try:
             extra = await self._iterator.__anext__()
         except StopAsyncIteration:
-            return
+            pass
         except Exception:  # raising is not yielding: "nothing more" holds
-            return
-        raise StreamProtocolError(
-            "ES-5", f"after aclose() the stream yielded {describe_item(extra)}", item=extra
-        )
+            pass
+        else:
+            raise StreamProtocolError(
+                "ES-5", f"after aclose() the stream yielded {describe_item(extra)}", item=extra
+            )
+        if not closing.ok:
+            raise StreamProtocolError("ES-5", closing.problem(), item=self._iterator)
 
     async def _fail(self, error: StreamProtocolError) -> NoReturn:
         self._done = True
+        self._watch.stop()
         aclose = getattr(self._iterator, "aclose", None)
         if callable(aclose):
             try:

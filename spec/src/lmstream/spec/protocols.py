@@ -93,9 +93,9 @@ class EngineStream(Protocol[CompletionT_co]):
     """What an engine's ``stream()`` returns: an async iterable of tokens (``str``), optionally closed by
     one completion (ES-1 to ES-11). Any ``AsyncIterable[str | C]``, an async generator included, conforms.
 
-    The iterator it gives SHOULD be an async generator or otherwise offer ``aclose()`` (ES-5); that is
-    checked at run time by the conformance suite, not here, because kani annotates its streams as plain
-    ``AsyncIterable``.
+    The iterator it gives MUST offer ``aclose()``, as an async generator does, and closing it MUST run the
+    stream's cleanup (ES-5); that is checked at run time by the conformance suite, not here, because kani
+    annotates its streams as plain ``AsyncIterable``.
     """
 
     def __aiter__(self) -> AsyncIterator[str | CompletionT_co]:

@@ -75,10 +75,18 @@ _RULES: tuple[Requirement, ...] = (
         Level.MUST,
         _E,
         "the iterator can be closed",
-        "The stream's iterator MUST support aclose(). After aclose() is awaited mid-stream, it MUST yield "
-        "nothing more, and its cleanup (finally blocks, closing connections) MUST have run.",
+        "The stream's iterator MUST support aclose(). Once aclose(), awaited mid-stream, has returned, its "
+        "cleanup MUST have run, which is observable as: (a) the iterator yields nothing more and its own "
+        "finally blocks have run; (b) every async generator defined in the engine's own code that the "
+        "stream iterated is closed (one left suspended, or abandoned to the garbage collector, is a "
+        "violation); (c) every network response the stream opened is closed or released.",
         "A consumer that stops early must be able to release the engine's connection and any lock at "
-        "once, not when the garbage collector gets to it.",
+        "once, not when the garbage collector gets to it: until then the connection stays checked out "
+        "and the server keeps generating. The engine's own code is the engine's package (or, for an "
+        "engine written in an application, code outside the standard library and third-party "
+        "libraries). Async generators of other libraries (an HTTP client's or an SDK's internal chain) "
+        "that stay suspended after their response was closed hold nothing and are not a violation; "
+        "what they held is judged by (c).",
     ),
     Requirement(
         "ES-6",

@@ -141,6 +141,9 @@ async def open_raw(target: EngineTarget, ctx: CheckContext, *, made: object = No
             ) from exc
     call = f"{'await ' if _was_async(target) else ''}{expression}()" if target.is_factory else expression
     stream_method = getattr(made, "stream", None)
+    for home in (target.obj, made, stream_method):
+        if home is not None:
+            ctx.origins.add_home(home)
     if callable(stream_method):
         setup = [*message_setup, f"engine = {call}", f"stream = engine.stream({messages})"]
         try:
@@ -149,6 +152,7 @@ async def open_raw(target: EngineTarget, ctx: CheckContext, *, made: object = No
             raise OpenFailed(
                 f"stream() raised {describe_exception(exc)}", f"stream() raised {type(exc).__name__}"
             ) from exc
+        ctx.origins.add_home(stream)
         return Opened(stream, [*imports, *message_imports], setup, via_factory=False)
     return Opened(made, imports, [f"stream = {call}"], via_factory=True)
 

@@ -8,11 +8,13 @@ reports the cause. ES-11 is a MAY: its check is informational (see :func:`a_comp
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 from collections.abc import AsyncIterator
 from typing import Any
 
-from lmstream.conformance.context import CheckContext, CheckTimeout, asyncgen_name
+from lmstream.conformance._closing import CloseWatch, Closing
+from lmstream.conformance.context import CheckContext, CheckTimeout
 from lmstream.conformance.describe import describe_exception, describe_items, seconds
 from lmstream.conformance.model import CheckFailure, CheckSkipped, TargetKind
 from lmstream.conformance.targets import EngineTarget
@@ -20,6 +22,7 @@ from lmstream.spec import check_completion, check_item, describe_item, get_requi
 
 from ._engine_support import (
     LIST_ITEMS,
+    Opened,
     OpenFailed,
     completion_shaped,
     es1_problem,
@@ -126,20 +129,65 @@ async def token_counts_are_valid(target: EngineTarget, ctx: CheckContext) -> Non
 
 
 # ---------------------------------------------------------------------------------------------- ES-5
-@check("ES-5", _ENGINE, summary="aclose() mid-stream returns, ends the stream and runs its cleanup")
+@check("ES-5", _ENGINE, summary="aclose() mid-stream returns, ends the stream and leaves nothing open")
 async def aclose_ends_stream_and_cleans_up(target: EngineTarget, ctx: CheckContext) -> None:
-    expected = (
-        "the stream's iterator has aclose(); once aclose() is awaited mid-stream it yields nothing more and "
-        "its cleanup has run"
-    )
-    mark = ctx.asyncgen_mark()
+    """ES-5 as its statement says it is judged (see :mod:`lmstream.conformance._closing`): after the first
+    item, ``aclose()`` is awaited; then (a) the iterator must yield nothing more, (b) the async generators
+    of the engine's own code that the stream iterated must be closed, and (c) the network responses it
+    opened (httpx, aiohttp, where loaded) must be closed, at the moment ``aclose()`` returned."""
+    watch = CloseWatch(ctx.origins, catch_all=True)
+    with watch.observing(), watch.attributed():
+        opened, closing = await _close_mid_stream(target, ctx, watch)
+    if not closing.ok:
+        problem, body, leaked = closing.problem(), _leak_body(closing), bool(closing.open_responses)
+        del closing
+        watch.forget()
+        if leaked:  # finalize what the leak holds now, in the check's loop and with output captured
+            gc.collect()
+        raise CheckFailure(problem, expected=_ES5_EXPECTED, reproduction=reproduction(opened, body))
+    ctx.note(closing.observation())
+
+
+_ES5_EXPECTED = (
+    "the stream's iterator has aclose(); once aclose() is awaited mid-stream it yields nothing more, the "
+    "async generators of the engine's own code that it iterated are closed, and the network responses it "
+    "opened are closed"
+)
+_ACLOSE_BODY = [
+    "iterator = aiter(stream)",
+    "print(repr(await anext(iterator)))",
+    "await iterator.aclose()",
+    "print(repr(await anext(iterator, 'nothing more: ok')))",
+]
+
+
+def _leak_body(closing: Closing) -> list[str]:
+    if closing.open_responses:
+        return [
+            *_ACLOSE_BODY,
+            "# The HTTP response the stream opened is still open now: the connection stays checked out and",
+            "# the server keeps sending until the garbage collector gets to it.",
+        ]
+    return [
+        *_ACLOSE_BODY,
+        "# An async generator of the engine's own code that the stream iterated was not closed by aclose():",
+        "# its finally blocks run only when the garbage collector and the event loop get to it.",
+    ]
+
+
+async def _close_mid_stream(
+    target: EngineTarget, ctx: CheckContext, watch: CloseWatch
+) -> tuple[Opened, Closing]:
+    """Open a stream, read its first item, close it; the snapshot of what was left open, once (a) holds.
+
+    :raises CheckFailure: for (a): no ``aclose()``, a close that fails or hangs, an item after it.
+    """
     opened, iterator = await open_stream(target, ctx)
-    repro_head = ["iterator = aiter(stream)", "print(repr(await anext(iterator)))"]
     aclose = getattr(iterator, "aclose", None)
     if not callable(aclose):
         raise CheckFailure(
             f"the stream's iterator, {describe_item(iterator)}, has no aclose() method",
-            expected=expected,
+            expected=_ES5_EXPECTED,
             reproduction=reproduction(
                 opened, ["iterator = aiter(stream)", "print(hasattr(iterator, 'aclose'))"]
             ),
@@ -156,65 +204,47 @@ async def aclose_ends_stream_and_cleans_up(target: EngineTarget, ctx: CheckConte
         raise CheckSkipped(
             f"the stream raised {describe_exception(exc)} before its first item (see ES-8)"
         ) from None
+    repro = reproduction(opened, _ACLOSE_BODY)
     result: Any = aclose()
-    body = [*repro_head, "await iterator.aclose()", "print(repr(await anext(iterator, 'nothing more: ok')))"]
     if not inspect.isawaitable(result):
         raise CheckFailure(
             f"aclose() returned {describe_item(result)}, not an awaitable",
-            expected=expected,
-            reproduction=reproduction(opened, body),
+            expected=_ES5_EXPECTED,
+            reproduction=repro,
         )
-    dropped_before = len(ctx.dropped_asyncgens)
     try:
         await ctx.bounded(result, what="aclose() to return")
     except CheckTimeout as exc:
         raise CheckFailure(
             f"after the first item ({describe_item(first)}), {exc.observed}",
-            expected=expected,
-            reproduction=reproduction(opened, body),
+            expected=_ES5_EXPECTED,
+            reproduction=repro,
         ) from None
     except Exception as exc:
         raise CheckFailure(
             f"after the first item ({describe_item(first)}), aclose() raised {describe_exception(exc)}",
-            expected=expected,
-            reproduction=reproduction(opened, body),
+            expected=_ES5_EXPECTED,
+            reproduction=repro,
         ) from None
+    closing = watch.verdict()  # (b) and (c) are judged at the moment aclose() returned
     try:
         extra = await next_item(ctx, iterator, "__anext__() after aclose() to end", timeout=ctx.grace)
     except StopAsyncIteration:
-        pass
+        return opened, closing
     except CheckTimeout as exc:
         raise CheckFailure(
             f"after aclose() returned, __anext__() neither ended nor returned: {exc.observed}",
-            expected=expected,
-            reproduction=reproduction(opened, body),
+            expected=_ES5_EXPECTED,
+            reproduction=repro,
         ) from None
     except Exception as exc:  # raising is not yielding: "nothing more" holds
         ctx.note(f"__anext__() after aclose() raised {describe_exception(exc)} (StopAsyncIteration is usual)")
-    else:
-        raise CheckFailure(
-            f"after aclose() returned, the stream yielded {describe_item(extra)}",
-            expected=expected,
-            reproduction=reproduction(opened, body),
-        )
-    dropped = ctx.dropped_asyncgens[dropped_before:]
-    suspended = [asyncgen_name(agen) for agen in ctx.asyncgens_since(mark) if agen.ag_frame is not None]
-    if dropped or suspended:
-        how: list[str] = []
-        if suspended:
-            how.append(f"still suspended after aclose() returned: {', '.join(suspended)}")
-        if dropped:
-            how.append(
-                "dropped unclosed during aclose(), left to the garbage collector and the event loop to "
-                f"close later: {', '.join(dropped)}"
-            )
-        raise CheckFailure(
-            f"async generator(s) started by the stream did not run their cleanup (finally blocks) when the "
-            f"stream was closed; {'; '.join(how)}. An engine that iterates an inner async generator should "
-            "close it itself, e.g. `async with contextlib.aclosing(inner) as items: ...`",
-            expected=expected,
-            reproduction=reproduction(opened, body),
-        )
+        return opened, closing
+    raise CheckFailure(
+        f"after aclose() returned, the stream yielded {describe_item(extra)}",
+        expected=_ES5_EXPECTED,
+        reproduction=repro,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- ES-6
