@@ -16,7 +16,15 @@ import types
 from types import AsyncGeneratorType
 from typing import Any, Final
 
-__all__ = ["STOP_MESSAGE", "cancelling", "interrupt", "runs_in_current_stack", "settle", "stepping_task"]
+__all__ = [
+    "STOP_MESSAGE",
+    "cancelling",
+    "interrupt",
+    "runs_in_current_stack",
+    "scrub",
+    "settle",
+    "stepping_task",
+]
 
 _MAX_AWAIT_DEPTH: Final = 256
 
@@ -110,3 +118,13 @@ def settle(task: asyncio.Task[object], base: int, error: BaseException | None) -
     # Python 3.10: two cancels delivered together arrive as one error, with one message; a real one that
     # arrives in the same step as the stop's may therefore be lost (a documented limit of 3.10).
     return error is not None and not (error.args and error.args[0] == STOP_MESSAGE)
+
+
+def scrub(error: BaseException) -> None:
+    """Take the stop's message off a real cancellation about to reach the consumer.
+
+    asyncio keeps the message of a task's first pending cancel, so a real cancellation arriving just after
+    the stop's interrupt is raised with the stop's message; the consumer must never see it.
+    """
+    if error.args == (STOP_MESSAGE,):
+        error.args = ()
