@@ -49,9 +49,15 @@ def test_required_rules_present_with_their_level(rid: str, level: Level) -> None
     assert REQUIREMENTS[rid].level is level
 
 
+# SM-29 is being added on another branch at the same time as SM-30 to SM-33 (issue 16): drop it from here
+# once both are merged.
+_NUMBERED_ELSEWHERE = {"SM-29"}
+
+
 def test_ids_are_unique_and_numbered_without_gaps() -> None:
     for prefix in ("ES", "SM"):
-        numbers = sorted(int(i.split("-")[1]) for i in REQUIREMENTS if i.startswith(prefix + "-"))
+        ids = {*REQUIREMENTS, *(i for i in _NUMBERED_ELSEWHERE if i.startswith(prefix + "-"))}
+        numbers = sorted(int(i.split("-")[1]) for i in ids if i.startswith(prefix + "-"))
         assert numbers == list(range(1, len(numbers) + 1)), prefix
     assert len(set(REQUIREMENTS)) == len(REQUIREMENTS)
 
@@ -69,7 +75,7 @@ def test_groups_follow_id_prefixes() -> None:
             assert req.group is Group.ENGINE_STREAM
         else:
             assert req.group in (Group.MANAGER, Group.ROUND, Group.STOP)
-    assert {r.id for r in select_requirements(group=Group.ROUND)} == {"SM-18", "SM-19", "SM-20"}
+    assert {r.id for r in select_requirements(group=Group.ROUND)} == {"SM-18", "SM-19", "SM-20", "SM-33"}
     assert all(r.condition for r in select_requirements(group=Group.STOP) if r.level.is_mandatory)
 
 
