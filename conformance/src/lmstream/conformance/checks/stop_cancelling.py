@@ -406,7 +406,7 @@ async def stop_of_an_engine_that_swallows_it_leaves_the_task_uncancelled(
         await ctx.wait_tasks([consumer], timeout=LATER)
     await ctx.wait_tasks([stop], timeout=LATER)
     if not engine.swallowed:
-        ctx.note("the stop did not cancel the engine (nothing to swallow): judged all the same")
+        ctx.note("the stop did not cancel the engine, nothing was swallowed (SM-24): judged all the same")
     problem: str | None = None
     if (consumer.done() and consumer.cancelled()) or view.get("surfaced"):
         problem = "a CancelledError surfaced in the consumer's task after its loop ended"
