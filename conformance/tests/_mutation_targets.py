@@ -122,11 +122,13 @@ class KeepsLockWhenCancelledDuringAfter(Simple):
 class MissesEngineBaseErrors(Simple):
     """SM-8: an engine error that is not an Exception is not published: waiters hang."""
 
+    engine_raised = False
+
     def source(self, stream: AsyncIterable[Any]) -> AsyncIterable[Any]:
         return _watched(self, stream)
 
     async def failed(self, iterator: Any, error: BaseException) -> None:
-        if isinstance(error, Exception) or not getattr(self, "engine_raised", False):
+        if isinstance(error, Exception) or not self.engine_raised:
             await super().failed(iterator, error)
 
 
@@ -249,8 +251,9 @@ class UndoesTooMuch(MiniManager):
 
     def undo(self, task: asyncio.Task[Any], error: BaseException | None) -> bool:
         real = super().undo(task, error)
-        uncancel = getattr(task, "uncancel", None)
-        if uncancel is not None and task.cancelling():
+        uncancel: Any = getattr(task, "uncancel", None)  # 3.11+, as cancelling()
+        cancelling: Any = getattr(task, "cancelling", None)
+        if uncancel is not None and cancelling is not None and cancelling():
             uncancel()
         return real
 

@@ -32,7 +32,7 @@ def _failed(report: Report) -> set[str]:
 
 
 def _explain(report: Report) -> str:
-    lines = []
+    lines: list[str] = []
     for r in report.results:
         if r.outcome is not Outcome.PASSED:
             observed = [line for line in r.message.splitlines() if line.startswith("observed: ")]

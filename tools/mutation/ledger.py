@@ -6,6 +6,9 @@ One entry a line, ``KIND: ID -- REASON``:
   through the public API).
 - ``py3.10``: the change is in code that only Python 3.10 runs (the suite runs on the interpreter
   ``make mutation`` uses, 3.11+); the reason says which code.
+- ``unspecified``: the change is observable, but no rule of the spec governs what changes (a diagnostic
+  detail, or a parameter of the reference's own beyond the protocols); the reason says what changes and
+  why no rule covers it. Unlike the two above, these count against the score.
 
 Lines starting with ``#`` and blank lines are ignored. Every entry must name a mutant that exists (a stale
 entry is reported: the code it named changed and needs another look) and must say why.
@@ -22,8 +25,8 @@ __all__ = ["KINDS", "LEDGER", "Entry", "LedgerError", "parse_ledger", "read_ledg
 LEDGER: Final = Path(__file__).resolve().parent / "equivalent.txt"
 """The committed list."""
 
-Kind = Literal["equivalent", "py3.10"]
-KINDS: Final[tuple[Kind, ...]] = ("equivalent", "py3.10")
+Kind = Literal["equivalent", "py3.10", "unspecified"]
+KINDS: Final[tuple[Kind, ...]] = ("equivalent", "py3.10", "unspecified")
 _KIND: Final[dict[str, Kind]] = {kind: kind for kind in KINDS}
 
 

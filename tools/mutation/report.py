@@ -3,7 +3,8 @@
 :func:`summarise` judges verdicts against the committed list (:mod:`tools.mutation.ledger`): a survivor not
 listed, a listed mutant the suite killed, and a listed ID that names no mutant any more are *problems*,
 and a run with a problem fails. The *score* of a file is the share of its mutants the suite killed, among
-those not listed (``killed / (mutants - listed)``).
+those not listed as equivalent or as Python 3.10's (``killed / (mutants - equivalent - py3.10)``): a
+survivor listed as ``unspecified`` still counts against it.
 """
 
 from __future__ import annotations
@@ -36,10 +37,12 @@ class FileScore:
     """Of ``survived``: those listed as equivalent."""
     py310: int = 0
     """Of ``survived``: those listed as run by Python 3.10 only."""
+    unspecified: int = 0
+    """Of ``survived``: those listed as changing what no rule governs (they count against the score)."""
 
     @property
     def judged(self) -> int:
-        """The mutants the score is over: all but the listed survivors."""
+        """The mutants the score is over: all but the survivors listed as equivalent or Python 3.10's."""
         return self.mutants - self.equivalent - self.py310
 
     @property
@@ -52,8 +55,10 @@ class FileScore:
             self.survived += 1
             if entry is not None and entry.kind == "equivalent":
                 self.equivalent += 1
-            elif entry is not None:
+            elif entry is not None and entry.kind == "py3.10":
                 self.py310 += 1
+            elif entry is not None:
+                self.unspecified += 1
         else:
             self.killed += 1
             self.timeouts += verdict.outcome == "timeout"
@@ -111,12 +116,12 @@ def summarise(verdicts: Sequence[Verdict], ledger: Mapping[str, Entry], every_id
 def render(summary: Summary, *, header: str) -> str:
     """The report ``make mutation`` prints: a table per file, the survivors, the timeouts, the problems."""
     lines = [header, ""]
-    columns = ("file", "mutants", "killed", "by timeout", "survived", "equivalent", "py3.10", "score")
-    lines.append(f"{columns[0]:<12}" + "".join(f"{c:>12}" for c in columns[1:]))
+    columns = ("file", "mutants", "killed", "by timeout", "survived", "equivalent", "py3.10", "unspecified")
+    lines.append(f"{columns[0]:<12}" + "".join(f"{c:>12}" for c in columns[1:]) + f"{'score':>9}")
     for name, score in [*summary.files.items(), ("total", summary.total)]:
         lines.append(
             f"{name:<12}{score.mutants:>12}{score.killed:>12}{score.timeouts:>12}{score.survived:>12}"
-            f"{score.equivalent:>12}{score.py310:>12}{score.score:>12.1%}"
+            f"{score.equivalent:>12}{score.py310:>12}{score.unspecified:>12}{score.score:>9.1%}"
         )
     if summary.survivors:
         lines += ["", "survivors:"]
@@ -143,6 +148,7 @@ def results_json(summary: Summary, *, meta: Mapping[str, Any]) -> str:
             "survived": score.survived,
             "equivalent": score.equivalent,
             "py310": score.py310,
+            "unspecified": score.unspecified,
             "score": round(score.score, 4),
         }
 

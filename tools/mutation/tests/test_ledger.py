@@ -38,7 +38,7 @@ def test_a_well_formed_list_is_read_by_id() -> None:
     [
         (
             "m.py::f::number::1 => 2 -- why",
-            "equivalent.txt:1: a line must start with one of equivalent, py3.10",
+            "equivalent.txt:1: a line must start with one of equivalent, py3.10, unspecified",
         ),
         ("maybe: m.py::f::number::1 => 2 -- why", "a line must start with one of"),
         ("equivalent: m.py::f::number::1 => 2", "expected 'KIND: MUTANT-ID -- why no observable behaviour"),

@@ -10,7 +10,7 @@ StreamProtocolError (SM-9) or StreamIncompleteError (SM-10); a stop returns only
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -232,7 +232,9 @@ def _loop(error: BaseException | None) -> str:
     return "ended without an error" if error is None else f"raised {describe_exception(error)}"
 
 
-def _result_problem(results: Sequence[tuple[str, Outcome]], wanted: str, matches: Any) -> str | None:
+def _result_problem(
+    results: Sequence[tuple[str, Outcome]], wanted: str, matches: Callable[[BaseException | None], bool]
+) -> str | None:
     for label, outcome in results:
         if outcome.pending:
             return f"{label} was still waiting {seconds(LATER)} later"
@@ -242,6 +244,10 @@ def _result_problem(results: Sequence[tuple[str, Outcome]], wanted: str, matches
 
 
 # ---------------------------------------------------------------------------------------------- SM-9
+def _incomplete(error: BaseException | None) -> bool:
+    return isinstance(error, StreamIncompleteError)
+
+
 def _protocol(error: BaseException | None) -> bool:
     return isinstance(error, StreamProtocolError) and error.requirement_id == "ES-2"
 
@@ -278,9 +284,7 @@ async def early_stop_with_a_failing_close_releases_everyone(target: ManagerTarge
         run = await _trouble(target, ctx, "early stop", trouble)
         if run is None:
             continue
-        problem = _result_problem(
-            run.results, "StreamIncompleteError", lambda e: isinstance(e, StreamIncompleteError)
-        )
+        problem = _result_problem(run.results, "StreamIncompleteError", _incomplete)
         if problem is None and (run.lock.locked() or run.lock.releases != run.lock.acquisitions):
             problem = f"the lock was {run.lock.describe()}"
         if problem is not None:

@@ -208,14 +208,14 @@ async def _steps(manager: Any, seen: _Propagated, *, own_task: bool, first_inlin
             if inline:
                 await step
                 continue
-            seen.step = asyncio.ensure_future(step)
+            stepping = seen.step = asyncio.ensure_future(step)
             if not first_inline:
-                await seen.step
+                await stepping
                 continue
             # Watched from outside, so that only the step's own task awaits the manager's step; its outcome
             # (a CancelledError included) is raised here.
-            await asyncio.wait([seen.step])
-            seen.step.result()
+            await asyncio.wait([stepping])
+            stepping.result()
     except StopAsyncIteration:
         return
     except asyncio.CancelledError as exc:
@@ -320,11 +320,8 @@ async def _real_with_stop(
         return f"the consumer's task had not ended {seconds(LATER)} later"
     await ctx.wait_tasks([stop], timeout=LATER)
     if not consumer.cancelled():
-        outcome = (
-            "returned"
-            if consumer.exception() is None
-            else f"raised {describe_exception(consumer.exception())}"
-        )
+        raised = consumer.exception()
+        outcome = "returned" if raised is None else f"raised {describe_exception(raised)}"
         return f"the consumer's task did not end with CancelledError: it {outcome}"
     error = seen.error
     if error is None:

@@ -125,6 +125,7 @@ async def aclose_while_after_runs_returns_once_complete(target: ManagerTarget, c
         "aclose() returns only when the stop is complete: here, once after has returned and the stream has "
         "completed (engine closed, lock released, state terminal)"
     )
+    problem: str | None
     if seen.returned_early:
         problem = "aclose() returned while after was still running"
         if seen.stop is not None and seen.stop.incomplete():

@@ -34,7 +34,9 @@ async def _relay(manager: Any) -> AsyncGenerator[Any, None]:
 @types.coroutine
 def _generator_step(iterator: Any) -> Generator[Any, Any, Any]:
     """One step, as a generator-based coroutine awaits it."""
-    return (yield from iterator.__anext__().__await__())
+    step: Generator[Any, Any, Any] = iterator.__anext__().__await__()
+    result: Any = yield from step
+    return result
 
 
 async def _wrapped_step(iterator: Any) -> Any:
