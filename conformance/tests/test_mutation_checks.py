@@ -19,6 +19,7 @@ from ._mutation_targets import MANAGERS, NEEDS_PY311, NEW, ROUNDS, STOPPABLE
 from ._stoppable import MiniManager
 
 TIMEOUT = 1.0
+pytestmark = pytest.mark.timeout(300)  # the module's fixture runs some 35 broken targets through the checks
 ON_PY311 = sys.version_info >= (3, 11)
 
 _MANAGER_GROUP = tuple(

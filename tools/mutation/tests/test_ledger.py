@@ -104,3 +104,18 @@ def test_a_run_whose_survivors_are_all_listed_is_ok() -> None:
     ledger = parse_ledger(f"equivalent: {mutant.id} -- nothing can see it\n")
     summary = summarise([_verdict(mutant, "survived")], ledger, [mutant.id])
     assert summary.ok and summary.total.score == 1.0 and summary.total.judged == 0
+
+
+def test_a_survivor_listed_as_unspecified_still_counts_against_the_score() -> None:
+    first, second, *_ = _mutants()
+    ledger = parse_ledger(
+        f"unspecified: {first.id} -- observable, but no rule says what it must be\n"
+        f"equivalent: {second.id} -- nothing can see it\n"
+    )
+    summary = summarise(
+        [_verdict(first, "survived"), _verdict(second, "survived")], ledger, [first.id, second.id]
+    )
+    assert summary.ok
+    score = summary.total
+    assert (score.unspecified, score.equivalent, score.judged, score.killed) == (1, 1, 1, 0)
+    assert score.score == 0.0

@@ -446,7 +446,8 @@ _RULES: tuple[Requirement, ...] = (
         "A stop MUST NOT leave the consumer's task cancelled (on Python 3.11+ its cancelling() count is "
         "what it was before the stop), asyncio.timeout() and TaskGroup around the consumer MUST keep "
         "working, and a real cancellation of the consumer that arrives at the same time MUST still "
-        "propagate as CancelledError (SM-11 keeps priority).",
+        "propagate as CancelledError (SM-11 keeps priority), carrying no message of the stop's own (its own "
+        "message, when it arrived first).",
         "A stop implemented with Task.cancel() and no uncancel() bookkeeping makes the next timeout in "
         "that task fire as a cancellation, or swallows a real one.",
         _STOPPABLE,
