@@ -8,7 +8,7 @@ export PYRIGHT_PYTHON_CACHE_DIR := $(CURDIR)/$(VENV)/.pyright
 # Pyright's wrapper checks npm for a newer release on every run unless told not to.
 export PYRIGHT_PYTHON_IGNORE_WARNINGS := 1
 
-.PHONY: install lint format typecheck mypy pyright imports pytest test test-pythons demo docs bench clean
+.PHONY: install lint format typecheck mypy pyright imports pytest test test-pythons demo docs bench mutation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,7 @@ mypy: $(STAMP)
 	  if ls $$p/tests/*.py >/dev/null 2>&1; then $(BIN)/mypy $$p/tests; fi; \
 	  echo "mypy --strict --python-version 3.10 lmstream.$$p"; $(BIN)/mypy --python-version 3.10 -p lmstream.$$p; \
 	done
-	echo "mypy --strict docs and benchmarks"; $(BIN)/mypy docs/conf.py docs/_ext docs/tests reference/bench
+	echo "mypy --strict docs, benchmarks and tools"; $(BIN)/mypy docs/conf.py docs/_ext docs/tests reference/bench tools
 	echo "mypy --strict --python-version 3.10 docs"; $(BIN)/mypy --python-version 3.10 docs/conf.py docs/_ext
 	echo "mypy --strict the guides' example modules"; MYPYPATH=docs/guides/examples $(BIN)/mypy -m my_engines -m chat_app -m test_my_engine
 
@@ -95,6 +95,13 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python reference/bench/bench_manager.py
 	$(BIN)/python reference/bench/bench_stop.py
+
+# Mutation testing (tools/mutation): every mutant of the reference through `lmstream check manager` and
+# `lmstream check round`, 2 at a time, each bounded; prints the score per file and each survivor, writes
+# tools/mutation/results.json (the docs publish it), and fails on a survivor equivalent.txt does not list.
+# `make test` runs a fixed sample of it (tools/mutation/tests/test_run.py).
+mutation: $(STAMP)
+	$(BIN)/python -m tools.mutation --jobs 2 --write
 
 docs: $(STAMP)
 	$(BIN)/sphinx-build -W --keep-going -n -q -b html docs docs/_build/html

@@ -36,6 +36,7 @@ extensions = [
     "docs._ext.api",  # lmstream-api
     "docs._ext.resolve",  # references by defining path (asyncio.locks.Lock) reach the documented name
     "docs._ext.typingcases",  # lmstream-typing-cases
+    "docs._ext.mutation",  # lmstream-mutation
 ]
 
 rst_prolog = f"""

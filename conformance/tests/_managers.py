@@ -18,7 +18,13 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaita
 from dataclasses import dataclass
 from typing import Any
 
-from lmstream.spec import StreamConsumedError, StreamIncompleteError, StreamProtocolError, check_item
+from lmstream.spec import (
+    StreamConsumedError,
+    StreamIncompleteError,
+    StreamProtocolError,
+    check_item,
+    check_stream,
+)
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,7 @@ class Simple:
     Hooks (overridden by the broken managers below): :meth:`source`, :meth:`is_token`, :meth:`hand_out`,
     :meth:`accept`, :meth:`build`, :meth:`take_lock`, :meth:`drop_lock`, :meth:`finish`, :meth:`failed`,
     :meth:`to_consumer`, :meth:`left_early`, :meth:`cancelled`, :meth:`propagate_cancellation`,
-    :meth:`publish`, :meth:`result`.
+    :meth:`refused`, :meth:`publish`, :meth:`result`.
     """
 
     def __init__(
@@ -78,7 +84,10 @@ class Simple:
         if self._claimed:
             raise StreamConsumedError()
         self._claimed = True
-        return self._run()
+        gen = self._run()
+        with contextlib.suppress(StopIteration):  # to its priming yield: a close before any step is seen
+            gen.asend(None).send(None)
+        return gen
 
     async def completion(self) -> Any:
         if not self._done.is_set():
@@ -105,6 +114,14 @@ class Simple:
         iterator: Any = None
         completion: Any = None
         try:
+            yield None  # the priming step, taken by __aiter__
+        except BaseException:  # closed or finalized before its first step
+            await self.left_early(None)
+            raise
+        try:
+            refused = self.refused(self._stream)  # ES-1 (SM-30)
+            if refused is not None:
+                raise refused
             self.held = await self.take_lock()
             iterator = aiter(self.source(self._stream))
             while True:
@@ -155,6 +172,10 @@ class Simple:
             await aclose()
 
     # ------------------------------------------------------------------ hooks
+    def refused(self, stream: object) -> StreamProtocolError | None:
+        """The error for a stream that is not async-iterable (ES-1), or ``None``."""
+        return check_stream(stream)
+
     def source(self, stream: AsyncIterable[Any]) -> AsyncIterable[Any]:
         return stream
 
@@ -193,16 +214,25 @@ class Simple:
         self._lock.release()
 
     async def failed(self, iterator: Any, error: BaseException) -> None:
-        await self.close(iterator)
-        self.publish(error=error)
+        try:
+            with contextlib.suppress(Exception):  # a failing close never replaces the error (SM-31)
+                await self.close(iterator)
+        finally:
+            self.publish(error=error)
 
     async def left_early(self, iterator: Any) -> None:
-        await self.close(iterator)
-        self.publish(error=StreamIncompleteError("".join(self.text)))
+        try:
+            with contextlib.suppress(Exception):
+                await self.close(iterator)
+        finally:
+            self.publish(error=StreamIncompleteError("".join(self.text)))
 
     async def cancelled(self, iterator: Any) -> None:
-        await self.close(iterator)
-        self.publish(error=StreamIncompleteError("".join(self.text)))
+        try:
+            with contextlib.suppress(Exception):
+                await self.close(iterator)
+        finally:
+            self.publish(error=StreamIncompleteError("".join(self.text)))
 
 
 async def _finished(message: Any) -> AsyncGenerator[Any, None]:

@@ -28,7 +28,7 @@ from collections.abc import (
     Coroutine,
     Generator,
 )
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from lmstream.reference import build_completion
 from lmstream.spec import Message, StreamConsumedError, StreamIncompleteError, StreamState
@@ -70,6 +70,7 @@ class MiniManager:
         self._stopping = False
         self._stop_calls = 0
         self._interrupted: asyncio.Task[Any] | None = None
+        self._closer: asyncio.Task[Any] | None = None  # the task closing the engine, while it does
         self._ended = False  # the engine stream ended normally
         self._finishing = False
         self._done = asyncio.Event()
@@ -89,7 +90,11 @@ class MiniManager:
         if self._claimed:
             raise StreamConsumedError()
         self._claimed = True
-        return self._iterate()
+        gen = self._iterate()
+        # Run it to its priming yield: closing the iterator before its first step then runs its exit path.
+        with contextlib.suppress(StopIteration):
+            gen.asend(None).send(None)
+        return gen
 
     async def completion(self) -> Any:
         self.refuse_other_loop("completion")
@@ -116,17 +121,22 @@ class MiniManager:
         self.refuse_other_loop("aclose")
         current = asyncio.current_task()
         self._stop_calls += 1
+        # From inside the stream's own step (the engine's code, after, the engine's cleanup) a stop cannot
+        # wait for that step: it takes effect when the step goes on.
+        inside = self.inside(current)
         if not (self._stopping or self._ended or self._finishing):
             self._stopping = True
             driver = self._driver
             if driver is None:
                 await self.stop_unstarted()
+            elif inside:
+                pass
             elif self._blocked and driver is not current:
                 self.interrupt(driver)
             else:
                 await self._finish(StreamState.STOPPED)
-        if self._driver is None or self._driver is not current:  # a driver cannot wait for itself
-            await self._done.wait()
+        if not inside and (self._driver is None or self._driver is not current):
+            await self._done.wait()  # a driver cannot wait for itself
 
     # ------------------------------------------------------------------ hooks the broken managers override
     def refuse_other_loop(self, method: str) -> None:
@@ -136,6 +146,21 @@ class MiniManager:
                 f"MiniManager.{method}() awaited on another event loop; from another thread, use "
                 f"asyncio.run_coroutine_threadsafe(stream.{method}(), loop)"
             )
+
+    def inside(self, current: asyncio.Task[Any] | None) -> bool:
+        """Whether a stop from ``current`` comes from inside the stream's own step (the engine's code or
+        cleanup, or after): it cannot wait for that step, and takes effect when the step goes on."""
+        return current is self._closer or (current is self._driver and (self._blocked or self._ended))
+
+    async def wait_stopped(self) -> None:
+        """The consumer's step found the stream stopped from another task: wait until the stop is complete
+        (SM-32), then the loop ends."""
+        await self._done.wait()
+
+    def scrub(self, error: BaseException) -> None:
+        """Take the stop's message off a real cancellation that came after the stop's."""
+        if error.args == (_STOP,):
+            error.args = ()
 
     async def stop_unstarted(self) -> None:
         """A stop before iteration: close the engine unread."""
@@ -160,6 +185,7 @@ class MiniManager:
             if not self.undo(task, error):
                 await self._finish(StreamState.STOPPED)
                 return True
+            self.scrub(error)
         await self._finish(StreamState.INCOMPLETE)
         return False
 
@@ -190,13 +216,18 @@ class MiniManager:
 
     # ------------------------------------------------------------------ the stream itself
     async def _iterate(self) -> AsyncGenerator[str, None]:
+        try:
+            yield ""  # the priming step, taken by __aiter__
+        except BaseException:  # closed or finalized before its first step
+            await self._finish(StreamState.INCOMPLETE)
+            raise
         if self._stopping or self._state is not StreamState.PENDING:
             await self._done.wait()  # stopped before the first step: nothing to hand out
             return
-        task = self._driver = asyncio.current_task()
-        assert task is not None
-        self._loop = task.get_loop()
-        self._cancel_base = _cancelling(task)
+        starter = self._driver = asyncio.current_task()
+        assert starter is not None
+        self._loop = starter.get_loop()
+        start_base = self._cancel_base = _cancelling(starter)
         self._state = StreamState.STREAMING
         completion: object = None
         try:
@@ -207,6 +238,10 @@ class MiniManager:
                 self._lock_held = True
             engine = self._engine = aiter(self._source)
             while True:
+                # Each step may run in a task of its own; one that is not the first's began uncancelled.
+                task = self._driver = asyncio.current_task()
+                assert task is not None
+                self._cancel_base = start_base if task is starter else 0
                 self._blocked = True
                 try:
                     item = await anext(engine)
@@ -226,13 +261,15 @@ class MiniManager:
                 self._tokens.append(item)
                 yield item
                 if self._stop_requested():  # stopped while the consumer was in its loop body
-                    await self._done.wait()
+                    await self.wait_stopped()
                     return
         except GeneratorExit:
             await self._finish(StreamState.INCOMPLETE)
             raise
         except asyncio.CancelledError as error:
-            if await self.absorb(task, error):
+            current = asyncio.current_task()
+            assert current is not None
+            if await self.absorb(current, error):
                 return
             raise
         except Exception as error:
@@ -270,6 +307,7 @@ class MiniManager:
             await self._done.wait()
             return
         self._finishing = True
+        self._closer = asyncio.current_task()
         if self._stopping:
             reason = StreamState.STOPPED
         error = self.incomplete_error(self.partial_text(), reason)
@@ -282,6 +320,7 @@ class MiniManager:
 
     async def _fail(self, error: BaseException) -> None:
         self._finishing = True
+        self._closer = asyncio.current_task()
         try:
             with contextlib.suppress(Exception):
                 await self.close_engine()
@@ -392,10 +431,7 @@ class ClosesItsOwnIterator(MiniManager):
         self._iterator: weakref.ref[AsyncGenerator[str, None]] | None = None
 
     def __aiter__(self) -> AsyncIterator[str]:
-        if self._claimed:
-            raise StreamConsumedError()
-        self._claimed = True
-        iterator = self._iterate()
+        iterator = cast("AsyncGenerator[str, None]", super().__aiter__())  # MiniManager's is one
         self._iterator = weakref.ref(iterator)  # weakly: a dropped iterator must still be finalized
         return iterator
 
@@ -508,12 +544,14 @@ ON_PY311: Final = sys.version_info >= (3, 11)
 BROKEN: Final[dict[str, tuple[type[MiniManager], frozenset[str]]]] = {
     "state is writable": (StateWritable, frozenset({"SM-21"})),
     "leaves the lock held": (LeaksLockOnStop, frozenset({"SM-22"})),
-    "returns before the engine is closed": (ReturnsBeforeEngineClosed, frozenset({"SM-22"})),
+    # Its consumer's loop, ended by the stop, ends before the engine is closed too (SM-32).
+    "returns before the engine is closed": (ReturnsBeforeEngineClosed, frozenset({"SM-22", "SM-32"})),
     "a stop after the end discards the result": (StopAfterEndDiscards, frozenset({"SM-23"})),
     "waits for the engine's next item": (WaitsForNextItem, frozenset({"SM-24"})),
     "the consumer ends with CancelledError": (RaisesCancelledOnStop, frozenset({"SM-24"})),
     "calls after on a stop": (CallsAfterOnStop, frozenset({"SM-24"})),
-    "closes its own iterator (already running)": (ClosesItsOwnIterator, frozenset({"SM-24"})),
+    # Its aclose() closes its own iterator, which raises when a stop comes while it closes the engine (SM-22).
+    "closes its own iterator (already running)": (ClosesItsOwnIterator, frozenset({"SM-22", "SM-24"})),
     "a stop before iteration reads the engine": (ReadsBeforeStopping, frozenset({"SM-25"})),
     "leaves a cancellation pending": (LeavesCancelPending, frozenset({"SM-26"})),
     "leaves cancelling() raised (3.11+)": (LeavesCountRaised, frozenset({"SM-26"})),

@@ -757,3 +757,39 @@ async def test_sm26_a_real_cancellation_of_a_step_in_its_own_task_is_not_taken_f
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 1)
     assert manager.state is StreamState.STOPPED
+
+
+@py311
+@pytest.mark.parametrize("own_task", [False, True], ids=["consumer-task", "step-in-its-own-task"])
+async def test_sm26_a_real_cancellation_racing_a_stop_never_carries_the_stop_message(own_task: bool) -> None:
+    """asyncio keeps the message of a task's first pending cancel: a real cancellation arriving right after
+    the stop's would reach the consumer carrying the stop's message, which the consumer must never see."""
+    blocked, release = asyncio.Event(), asyncio.Event()
+
+    async def engine() -> AsyncIterator[str]:
+        yield "a"
+        blocked.set()
+        await release.wait()
+        yield "b"
+
+    manager = StreamManager(engine(), "assistant")
+    seen: list[tuple[object, ...]] = []
+
+    async def consume() -> None:
+        iterator = aiter(manager)
+        try:
+            while True:
+                step = anext(iterator)
+                await (asyncio.ensure_future(step) if own_task else step)
+        except asyncio.CancelledError as exc:
+            seen.append(exc.args)
+            raise
+
+    consumer = asyncio.ensure_future(consume())
+    await asyncio.wait_for(blocked.wait(), 5)
+    stop = asyncio.ensure_future(manager.aclose())
+    await asyncio.sleep(0)  # the stop has interrupted the step; now a real cancellation arrives
+    consumer.cancel()
+    await asyncio.wait([consumer, stop], timeout=5)
+    assert consumer.cancelled() and stop.done()
+    assert seen and not any("aclose()" in str(arg) for arg in seen[0]), seen

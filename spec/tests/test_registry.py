@@ -70,7 +70,7 @@ def test_groups_follow_id_prefixes() -> None:
             assert req.group is Group.ENGINE_STREAM
         else:
             assert req.group in (Group.MANAGER, Group.ROUND, Group.STOP)
-    assert {r.id for r in select_requirements(group=Group.ROUND)} == {"SM-18", "SM-19", "SM-20"}
+    assert {r.id for r in select_requirements(group=Group.ROUND)} == {"SM-18", "SM-19", "SM-20", "SM-33"}
     assert all(r.condition for r in select_requirements(group=Group.STOP) if r.level.is_mandatory)
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
-import gc
 import os
 import pickle
 import signal
@@ -35,6 +34,7 @@ from typing import NoReturn
 
 from ._channel import Sender
 from ._execute import Prepared, execute, prepare
+from ._isolation import freeze_heap
 from ._output import Redirection
 from ._watchdog import Watchdog
 from .describe import describe_exception
@@ -113,7 +113,7 @@ def spawned_main(job_path: str) -> NoReturn:
 def _serve(job: Job, channel_fd: int) -> int:
     # What the worker inherited is never collected here: a collection then touches only the checks' own
     # objects (fast, and in a forked worker it does not copy every page of the parent's heap).
-    gc.freeze()
+    freeze_heap()
     sender = Sender(channel_fd, job.token)
     streams = Redirection(job.stdout_path, job.stderr_path)
     streams.restore()

@@ -232,7 +232,8 @@ def _run(
     )
     messages_once = once_per_run([r.message for r in run.results])  # a library's leftovers: one note per run
     results = tuple(
-        replace(r, message=m) if m != r.message else r for r, m in zip(run.results, messages_once, strict=True)
+        replace(r, message=m) if m != r.message else r
+        for r, m in zip(run.results, messages_once, strict=True)
     )
     return Report(
         kind=kind,

@@ -49,6 +49,7 @@ __all__ = [
     "is_real",
     "running_loop",
     "runs_in_current_stack",
+    "scrub",
     "settle",
     "steps",
 ]
@@ -277,3 +278,13 @@ else:
         message. Two cancels delivered together arrive as one error, with one message; a real one that
         arrives in the same step as the stop's may therefore be lost (a documented limit of 3.10)."""
         return error is not None and not (error.args and error.args[0] == STOP_MESSAGE)
+
+
+def scrub(error: BaseException) -> None:
+    """Take the stop's message off a real cancellation about to reach the consumer.
+
+    asyncio keeps the message of a task's first pending cancel, so a real cancellation arriving just after
+    the stop's interrupt is raised with the stop's message; the consumer must never see it.
+    """
+    if error.args == (STOP_MESSAGE,):
+        error.args = ()

@@ -362,6 +362,7 @@ class StreamManager(Generic[C]):
             real = self._settle_stop_cancel(task, exc)
             await self._finish_early(StreamState.INCOMPLETE, task)
             if real:
+                _cancel.scrub(exc)  # it may carry the stop's message (the first cancel's): never shown
                 raise  # SM-11 (and SM-26: a real cancellation keeps priority over a stop)
             return  # a stop interrupted the engine: the consumer's loop just ends (SM-24)
         except BaseException as exc:

@@ -310,7 +310,8 @@ _RULES: tuple[Requirement, ...] = (
         Level.MUST,
         _M,
         "role is the construction role",
-        "role MUST be the role the manager was built with, available before iteration.",
+        "role MUST be the role the manager was built with, available before iteration; a manager built "
+        "from an already finished message (SM-17) is built with that message's role.",
         "Round consumers route a message by its role before reading it.",
     ),
     Requirement(
@@ -322,6 +323,29 @@ _RULES: tuple[Requirement, ...] = (
         "single token (no token when the text is None or empty), and completion() MUST return a "
         "completion whose message is that very message object.",
         "Function results and cached replies go through the same consumer code as live streams.",
+    ),
+    Requirement(
+        "SM-30",
+        Level.MUST,
+        _M,
+        "a stream that is not async-iterable is refused",
+        "A manager given a stream_iter that is not an async iterable (it breaks ES-1: a list, a plain "
+        "generator, an object without __aiter__) MUST raise StreamProtocolError naming ES-1: when it is "
+        "built, or at the latest from the first step of its iteration and from every completion()/"
+        "message()/await. Nothing may hang.",
+        "An engine that returns the wrong thing has a bug; reported at once and attributed to ES-1, it is "
+        "found where it was made, not as a TypeError from deep inside the manager.",
+    ),
+    Requirement(
+        "SM-31",
+        Level.MUST,
+        _M,
+        "a protocol error closes the engine",
+        "When the engine breaks ES-2 or ES-3 (SM-9), the manager MUST close the engine stream (await its "
+        "aclose()) before the consumer or any waiter gets the StreamProtocolError, and an error raised by "
+        "that close MUST NOT take the StreamProtocolError's place.",
+        "An engine that yielded a bad item is still suspended, holding its connection; left to the garbage "
+        "collector it stays open for an unknown time, and a failing close must not hide the real error.",
     ),
     # ------------------------------------------------------------------ round streams
     Requirement(
@@ -355,6 +379,17 @@ _RULES: tuple[Requirement, ...] = (
         "manager as an early stop (SM-10, or SM-11 on cancellation) and produce nothing more; no lock "
         "stays held and nothing hangs.",
         "A user who abandons a round abandons all of it, including the stream in flight.",
+    ),
+    Requirement(
+        "SM-33",
+        Level.MUST,
+        _R,
+        "the managers of a round have the right role",
+        "Every manager a round stream produces MUST have, as its role (SM-16), the round's role when its "
+        "step is an engine stream, and the message's role when its step is an already finished message "
+        "(SM-17).",
+        "A round mixes the model's replies with tool results; a consumer routes each message by its role "
+        "before reading it, and a tool result shown as the model's words misleads the user.",
     ),
     # ------------------------------------------------------------------ stopping a stream
     Requirement(
@@ -425,7 +460,8 @@ _RULES: tuple[Requirement, ...] = (
         "A stop MUST NOT leave the consumer's task cancelled (on Python 3.11+ its cancelling() count is "
         "what it was before the stop), asyncio.timeout() and TaskGroup around the consumer MUST keep "
         "working, and a real cancellation of the consumer that arrives at the same time MUST still "
-        "propagate as CancelledError (SM-11 keeps priority).",
+        "propagate as CancelledError (SM-11 keeps priority), carrying no message of the stop's own (its own "
+        "message, when it arrived first).",
         "A stop implemented with Task.cancel() and no uncancel() bookkeeping makes the next timeout in "
         "that task fire as a cancellation, or swallows a real one.",
         _STOPPABLE,
@@ -473,6 +509,19 @@ _RULES: tuple[Requirement, ...] = (
         "never returns while the engine is blocked, a later result raises 'bound to a different event "
         "loop', the next holder of the lock wakes seconds late, or the stream stays streaming and every "
         "waiter hangs. A stop that refuses at once, saying what works, costs the author one line.",
+        _STOPPABLE,
+    ),
+    Requirement(
+        "SM-32",
+        Level.MUST,
+        _S,
+        "a loop ended by a stop ends once the stop is complete",
+        "When a stop ends the consumer's loop (SM-24), the loop MUST end only once the stop is complete: at "
+        "that moment the engine stream is closed (its cleanup has run), the lock released and state "
+        "terminal, as when aclose() returns (SM-22), even while the stop is made from another task.",
+        "The consumer's code after its loop saves the partial reply or starts the next turn under the same "
+        "lock; a loop that ends while another task is still closing the engine lets that code see a stream "
+        "that is not yet final, and start the next turn before the lock is released.",
         _STOPPABLE,
     ),
 )

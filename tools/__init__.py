@@ -1,0 +1,1 @@
+"""The project's own tooling (not a shipped package): see :mod:`tools.mutation`."""
