@@ -54,15 +54,16 @@ pytest: $(STAMP)
 
 test: lint typecheck imports pytest docs
 
-# The three packages' tests under every other supported Python (the one `make test` runs is skipped),
-# each in its own .venv-X.Y. Interpreters are found on PATH or among pyenv's (.ci/find-python); give
+# The three packages' tests under every other supported Python (the one `make test` runs is skipped), all
+# at once, each in its own .venv-X.Y (.ci/test-pythons). Interpreters are found on PATH or among pyenv's
+# (.ci/find-python); give
 # OTHER_PYTHONS="path/to/python3.12 ..." to choose them yourself. One that cannot be found is skipped,
 # unless REQUIRE_PYTHONS=1 (CI sets it): then it is a failure. Not part of `make test`: the docs need
 # Sphinx 9, which needs Python 3.11+.
 SUPPORTED_PYTHONS := 3.10 3.11 3.12 3.13
 OTHER_PYTHONS ?=
 REQUIRE_PYTHONS ?=
-PYTHONS_DEPS := pytest pytest-asyncio pytest-timeout hypothesis 'kani[openai,anthropic]==1.10.0' aiohttp mypy 'pyright[nodejs]'
+PYTHONS_DEPS := pytest pytest-asyncio pytest-timeout hypothesis kani[openai,anthropic]==1.10.0 aiohttp mypy pyright[nodejs]
 test-pythons:
 	@set -e; \
 	main=$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true); \
@@ -74,15 +75,7 @@ test-pythons:
 	    else echo "python$$v: not found on PATH or in pyenv, skipped"; fi; \
 	  done; \
 	fi; \
-	for py in $$found; do \
-	  v=.venv-$$($$py -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
-	  [ -x $$v/bin/python ] || $$py -m venv $$v; \
-	  if [ ! -f $$v/.installed ] || [ -n "$$(find pyproject.toml */pyproject.toml -newer $$v/.installed)" ]; then \
-	    $$v/bin/python -m pip install --quiet -e ./spec -e ./reference -e ./conformance $(PYTHONS_DEPS); \
-	    touch $$v/.installed; \
-	  fi; \
-	  echo "pytest under $$py"; $$v/bin/python -m pytest -q spec/tests reference/tests conformance/tests; \
-	done
+	[ -z "$$found" ] || PYTHONS_DEPS="$(PYTHONS_DEPS)" .ci/test-pythons $$found
 
 # The main job: the conformance suite against the bundled example engines, the reference manager and the
 # reference round stream, each with its report (--strict: SHOULD failures count too).

@@ -16,7 +16,7 @@ from lmstream.spec import Group
 
 from ._managers import Simple
 from ._mutation_targets import MANAGERS, NEEDS_PY311, NEW, ROUNDS, STOPPABLE
-from ._stoppable import MiniManager
+from ._stoppable import MiniManager, judged_passed
 
 TIMEOUT = 1.0
 pytestmark = pytest.mark.timeout(300)  # the module's fixture runs some 35 broken targets through the checks
@@ -111,7 +111,7 @@ def test_the_new_checks_cover_what_the_issue_names() -> None:
 )
 def test_the_reference_passes_every_new_check(kind: TargetKind, target: str) -> None:
     report = run_checks(kind, target, checks=[c for c in NEW if c.kind is kind], timeout=2.0)
-    assert {r.outcome for r in report.results} == {Outcome.PASSED}, _explain(report)
+    assert all(judged_passed(r) for r in report.results), _explain(report)
 
 
 def test_the_small_conforming_managers_pass_the_new_checks_of_their_kind(
@@ -124,4 +124,4 @@ def test_the_small_conforming_managers_pass_the_new_checks_of_their_kind(
     mini = run_checks(
         TargetKind.MANAGER, MiniManager, checks=[c for c in NEW if c in stoppable_checks], timeout=2.0
     )
-    assert {r.outcome for r in mini.results} == {Outcome.PASSED}, _explain(mini)
+    assert all(judged_passed(r) for r in mini.results), _explain(mini)

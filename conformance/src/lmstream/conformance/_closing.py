@@ -37,6 +37,7 @@ from typing import Any
 
 from ._origins import Origins, Owner
 from ._transports import OpenedResponse, ResponseLog
+from .context import asyncgen_name
 
 __all__ = ["CloseWatch", "Closing"]
 
@@ -50,14 +51,6 @@ _CLOSE_INNER = (
     "close an inner async generator with the stream that iterates it: "
     "`async with contextlib.aclosing(inner) as items: async for item in items: ...`"
 )
-
-
-def agen_name(agen: AsyncGeneratorType[Any, Any]) -> str:
-    """``qualname()``, plus ``(suspended at line N)`` while it is suspended."""
-    code = agen.ag_code
-    frame = agen.ag_frame
-    where = f" (suspended at line {frame.f_lineno})" if frame is not None else ""
-    return f"{getattr(code, 'co_qualname', code.co_name)}(){where}"
 
 
 @dataclass
@@ -241,7 +234,7 @@ class CloseWatch:
                 if started.dropped is not None:
                     closing.dropped.append(started.dropped)
                 elif agen is not None and agen.ag_frame is not None and not agen.ag_running:
-                    closing.suspended.append(agen_name(agen))
+                    closing.suspended.append(asyncgen_name(agen))
             elif left and origin.label() not in libraries:
                 libraries.append(origin.label())
         closing.libraries_left = libraries
@@ -272,7 +265,7 @@ class CloseWatch:
         started = self._by_id.get(id(agen))
         # Weak references are cleared before a finalizer runs, so a dead one with the same id and code is it.
         if started is not None and started.code is agen.ag_code and started.ref() is None:
-            started.dropped = agen_name(agen)
+            started.dropped = asyncgen_name(agen)
 
 
 class _Dispatcher:

@@ -307,11 +307,13 @@ def _target_modules(target_name: str | None) -> list[str]:
 
 
 def asyncgen_name(agen: AsyncGeneratorType[Any, Any]) -> str:
-    """``qualname()``, plus ``(suspended at line N)`` while it is suspended."""
-    code = agen.ag_code
+    """``qualname()``, plus ``(suspended at line N)`` while it is suspended.
+
+    The generator's own ``__qualname__``, not its code's ``co_qualname``: that one is new in Python 3.11.
+    """
     frame = agen.ag_frame
     where = f" (suspended at line {frame.f_lineno})" if frame is not None else ""
-    return f"{getattr(code, 'co_qualname', code.co_name)}(){where}"
+    return f"{agen.__qualname__}(){where}"
 
 
 def _uncancel(task: asyncio.Task[Any]) -> None:

@@ -267,8 +267,6 @@ async def real_cancellation_with_a_stop_propagates_as_itself(
                 False,
             ),
         ]
-    else:
-        ctx.note("Python 3.10 cannot tell a stop's cancellation from a real one that follows it: not tried")
     for where, own_task, pending, message, real_first in cases:
         problem = await _real_with_stop(
             target, ctx, own_task=own_task, pending=pending, message=message, real_first=real_first
@@ -284,6 +282,8 @@ async def real_cancellation_with_a_stop_propagates_as_itself(
                 ),
                 reproduction=stop_reproduction(ctx, rig_items, _REAL_BODY),
             )
+    if not _PY311:  # noted once the check applied (make_rig skips a manager without aclose() first)
+        ctx.note("Python 3.10 cannot tell a stop's cancellation from a real one that follows it: not tried")
 
 
 async def _real_with_stop(
