@@ -22,6 +22,7 @@ from .context import CheckContext, CheckTimeout
 from .describe import describe_exception, describe_items, script, seconds
 from .explore import ExplorationFailure, Explored, explore_manager, replay_manager
 from .links import DOCS_BASE, DOCS_BASE_ENV, spec_url
+from .messages import ChatMessage, Completion
 from .model import (
     SUITE_VERSION,
     Check,
@@ -75,12 +76,14 @@ __all__ = [
     "STANDARD_PROMPT_TEXT",
     "SUITE_VERSION",
     "Block",
+    "ChatMessage",
     "Check",
     "CheckContext",
     "CheckFailure",
     "CheckResult",
     "CheckSkipped",
     "CheckTimeout",
+    "Completion",
     "EngineConformance",
     "EngineTarget",
     "ExplorationFailure",
