@@ -66,7 +66,7 @@ def test_a_broken_engine_fails_exactly_its_tests(pytester: pytest.Pytester) -> N
             "ES-2 (MUST): every item is a token or a completion [[]check items_are_tokens_or_completions[]]",
             "expected: every item is a str*",
             "observed: item 2 of 3: yielded bytes b'lo'*",
-            "spec: https://*/spec.html#es-2",
+            "spec: file://*/spec.html#es-2",
             "reproduction:",
             "import asyncio",
         ]
