@@ -11,8 +11,8 @@
   could not draw. Mermaid's parser needs a DOM for some diagram types (state diagrams among them); the
   sequence diagrams it parses without one.
 
-To update Mermaid: ``npm pack mermaid@VERSION``, copy ``package/dist/mermaid.min.js`` and
-``package/LICENSE`` from the tarball into ``docs/_static/mermaid/`` and set :data:`MERMAID_VERSION`.
+``docs/_static/mermaid/README.md`` records where the script came from (the npm tarball, its digest), its
+licence and the licences of what its bundle contains, and how to update it.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ diagram it rejects is one the reader would see as an error instead of a drawing.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from html import unescape
 from pathlib import Path
@@ -39,6 +40,15 @@ def test_the_vendored_script_is_the_declared_mermaid() -> None:
     head = VENDORED_SCRIPT.read_text(encoding="utf-8")
     assert f'version:"{MERMAID_VERSION}"' in head
     assert (VENDORED_SCRIPT.parent / "LICENSE").read_text().startswith("The MIT License")
+
+
+def test_the_vendored_script_is_the_one_its_record_names() -> None:
+    """README.md beside the script records where it came from; it must describe this very file."""
+    record = (VENDORED_SCRIPT.parent / "README.md").read_text(encoding="utf-8")
+    digest = hashlib.sha256(VENDORED_SCRIPT.read_bytes()).hexdigest()
+    assert f"sha256 of `mermaid.min.js` | `{digest}`" in record
+    assert f"| version | {MERMAID_VERSION} " in record
+    assert f"mermaid-{MERMAID_VERSION}.tgz" in record and f"**mermaid {MERMAID_VERSION}**" in record
 
 
 def test_mermaid_reads_a_good_diagram_and_names_the_line_of_a_bad_one() -> None:
