@@ -2,7 +2,9 @@
 
 The normative spec is rendered from the requirement registry, the lifecycle diagram from the state enum,
 and the API reference from each package's ``__all__``; see the extensions in ``docs/_ext``. The build
-needs no network and no system package: ``make docs`` from a fresh clone with Python and PyPI only.
+needs no network and no system package: ``make docs`` from a fresh clone with Python and PyPI only. The
+diagrams are drawn in the browser by the Mermaid vendored in ``_static/mermaid`` (see
+``docs/_ext/mermaid.py``); the pages fetch nothing either.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ extensions = [
     "sphinx.ext.doctest",
     "docs._ext.requirements",  # lmstream-requirements, the :req: role, the lmstream domain
     "docs._ext.lifecycle",  # lmstream-state-diagram, lmstream-transitions
-    "docs._ext.sequence",  # lmstream-sequence
+    "docs._ext.sequence",  # lmstream-sequence (Mermaid sequence diagrams)
     "docs._ext.traceability",  # lmstream-traceability
     "docs._ext.api",  # lmstream-api
     "docs._ext.resolve",  # references by defining path (asyncio.locks.Lock) reach the documented name

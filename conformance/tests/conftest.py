@@ -26,6 +26,17 @@ def _frozen_heap() -> Iterator[None]:
     gc.unfreeze()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Reports link the local spec page (lmstream.conformance.links): written under a cache of the
+    session's own, not the user's, whatever LMSTREAM_DOCS_BASE the environment sets. Worker processes
+    inherit both variables."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        patch.delenv("LMSTREAM_DOCS_BASE", raising=False)
+        yield
+
+
 @pytest.fixture
 def no_new_threads() -> Iterator[None]:
     """Fail the test if a thread started during it is still running at its end."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lmstream.conformance import SUITE_VERSION, checks_for
+from lmstream.conformance import SUITE_VERSION, checks_for, spec_url
 from lmstream.conformance.cli import main
 from lmstream.conformance.model import TargetKind
 from lmstream.spec import SPEC_VERSION
@@ -86,7 +86,7 @@ def test_a_failed_must_exits_1_and_says_why(capsys: pytest.CaptureFixture[str]) 
     assert f"{N_ENGINE - 1} passed, 1 failed, 0 skipped" == out.splitlines()[-1]
     assert "ES-2   MUST       failed  items_are_tokens_or_completions" in out
     assert "    observed: item 2 of 3: yielded bytes b'lo'" in out
-    assert "    spec: https://lmstream.readthedocs.io/en/latest/spec.html#es-2" in out
+    assert f"    spec: {spec_url('ES-2')}" in out  # the local page (test_links.py), by default
     assert "    reproduction:\n        import asyncio\n        from cli_targets import YieldsBytes" in out
 
 

@@ -66,7 +66,7 @@ def test_a_broken_engine_fails_exactly_its_tests(pytester: pytest.Pytester) -> N
             "ES-2 (MUST): every item is a token or a completion [[]check items_are_tokens_or_completions[]]",
             "expected: every item is a str*",
             "observed: item 2 of 3: yielded bytes b'lo'*",
-            "spec: https://*/spec.html#es-2",
+            "spec: file://*/spec.html#es-2",
             "reproduction:",
             "import asyncio",
         ]
@@ -193,3 +193,88 @@ def test_junit_xml_names_the_requirements(pytester: pytest.Pytester) -> None:
     assert len(cases) == N_ENGINE
     assert cases["test_ES_2_items_are_tokens_or_completions"].find("failure") is not None
     assert cases["test_ES_1_returns_async_iterable"].find("failure") is None
+
+
+_OVERRIDE_MESSAGE = (
+    "lmstream: TestMine overrides the generated conformance test(s) test_SM_10_break_releases_everything "
+    "(SM-10, MUST); remove the override, and to opt out of a check declare it instead: "
+    "not_applicable = {'SM-10': 'why it does not apply'}"
+)
+
+
+def test_overriding_a_generated_check_fails_collection_naming_the_opt_out(pytester: pytest.Pytester) -> None:
+    _write(
+        pytester,
+        """
+        from lmstream.conformance import ManagerConformance
+        from lmstream.reference import StreamManager
+
+        class TestMine(ManagerConformance):
+            factory = StreamManager
+
+            def test_SM_10_break_releases_everything(self):
+                pass
+
+        class TestEchoToo(EngineConformance):
+            engine = EchoEngine
+        """,
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1, passed=0)
+    assert result.ret == pytest.ExitCode.INTERRUPTED  # a collection error stops the run before any test
+    lines = result.stdout.lines
+    # The error's whole report is the one line, between the section's header and the next section.
+    at = lines.index(_OVERRIDE_MESSAGE)
+    assert lines[at - 1].startswith("_") and "ERROR collecting test_conformance.py" in lines[at - 1]
+    assert lines[at + 1].startswith("=")
+    result.stdout.fnmatch_lines(["ERROR test_conformance.py::TestMine"])
+    # The class that overrides nothing is collected as before: its tests are the 11 collected items.
+    result.stdout.fnmatch_lines([f"collected {N_ENGINE} items / 1 error"])
+
+
+@pytest.mark.parametrize(
+    ("classes", "named"),
+    [
+        # an override inherited from the author's own base class
+        (
+            "class Base(EngineConformance):\n"
+            "    def test_ES_3_at_most_one_completion_last(self):\n"
+            "        pass\n"
+            "class TestMine(Base):\n"
+            "    engine = EchoEngine\n",
+            "test_ES_3_at_most_one_completion_last (ES-3, MUST)",
+        ),
+        # the name set to something that is not a test, and two checks at once
+        (
+            "class TestMine(EngineConformance):\n"
+            "    engine = EchoEngine\n"
+            "    test_ES_1_returns_async_iterable = None\n"
+            "    @staticmethod\n"
+            "    def test_ES_10_no_empty_tokens():\n"
+            "        pass\n",
+            "test_ES_1_returns_async_iterable (ES-1, MUST), test_ES_10_no_empty_tokens (ES-10, SHOULD NOT)",
+        ),
+    ],
+)
+def test_every_way_of_replacing_a_generated_test_is_refused(
+    pytester: pytest.Pytester, classes: str, named: str
+) -> None:
+    _write(pytester, classes)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"lmstream: TestMine overrides the generated conformance test(s) {named};*"])
+
+
+def test_a_subclass_of_a_conformance_class_gets_the_generated_tests_again(pytester: pytest.Pytester) -> None:
+    _write(
+        pytester,
+        """
+        class TestEcho(EngineConformance):
+            engine = EchoEngine
+
+        class TestEchoAgain(TestEcho):
+            not_applicable = {"ES-11": "shown"}
+        """,
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2 * N_ENGINE - 1, skipped=1)

@@ -26,14 +26,16 @@ def docs_build(tmp_path_factory: pytest.TempPathFactory) -> Build:
 
 
 def _public_names(package: str) -> list[str]:
+    """The package's ``__all__``. A package that cannot be imported, or declares no public name, fails:
+    the three packages always have an API, so either is a broken install or a broken ``__init__``."""
     try:
         module = importlib.import_module(package)
     except ImportError as exc:
-        pytest.skip(f"{package} cannot be imported: {exc}")
-    names: list[str] = list(getattr(module, "__all__", None) or [])
-    if not names:
-        pytest.skip(f"{package} has no public API yet: its __all__ is empty or absent")
-    return names
+        pytest.fail(f"{package} cannot be imported: {exc}; expected it installed (make install)")
+    names: object = getattr(module, "__all__", None)
+    if not isinstance(names, (list, tuple)) or not names:
+        pytest.fail(f"{package}.__all__ is {names!r}; expected a non-empty list of its public names")
+    return [str(name) for name in cast("list[object] | tuple[object, ...]", names)]
 
 
 @pytest.mark.parametrize("package", PACKAGES)
@@ -44,6 +46,19 @@ def test_every_public_name_is_documented(docs_build: Build, package: str) -> Non
     assert missing == [], f"in {package}.__all__ but not in the API reference: {missing}"
     pages = {domain.objects[f"{package}.{name}"].docname for name in names}
     assert pages == {f"api/{package.rpartition('.')[2]}"}
+
+
+@pytest.mark.parametrize(
+    ("package", "problem"),
+    [
+        ("lmstream.no_such_package", "cannot be imported"),
+        ("docs.tests._no_public_names", "expected a non-empty list"),
+        ("docs.tests", "expected a non-empty list"),  # a package with no __all__ at all
+    ],
+)
+def test_a_package_without_a_public_api_fails_the_test(package: str, problem: str) -> None:
+    with pytest.raises(pytest.fail.Exception, match=problem):
+        _public_names(package)
 
 
 @pytest.mark.parametrize("package", PACKAGES)

@@ -21,7 +21,8 @@ from .checks import CHECKS, check, checks_for, get_check
 from .context import CheckContext, CheckTimeout
 from .describe import describe_exception, describe_items, script, seconds
 from .explore import ExplorationFailure, Explored, explore_manager, replay_manager
-from .links import DOCS_BASE, DOCS_BASE_ENV, spec_url
+from .links import DOCS_BASE_ENV, local_spec_page, spec_url
+from .messages import ChatMessage, Completion
 from .model import (
     SUITE_VERSION,
     Check,
@@ -67,7 +68,6 @@ __all__ = [
     "CHECKS",
     "DEFAULT_IMPORT_TIMEOUT",
     "DEFAULT_TIMEOUT",
-    "DOCS_BASE",
     "DOCS_BASE_ENV",
     "MAX_TIMEOUT",
     "MIN_TIMEOUT",
@@ -75,12 +75,14 @@ __all__ = [
     "STANDARD_PROMPT_TEXT",
     "SUITE_VERSION",
     "Block",
+    "ChatMessage",
     "Check",
     "CheckContext",
     "CheckFailure",
     "CheckResult",
     "CheckSkipped",
     "CheckTimeout",
+    "Completion",
     "EngineConformance",
     "EngineTarget",
     "ExplorationFailure",
@@ -112,6 +114,7 @@ __all__ = [
     "format_failure",
     "get_check",
     "load_object",
+    "local_spec_page",
     "manager_target",
     "render_json",
     "render_junit",

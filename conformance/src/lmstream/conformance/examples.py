@@ -22,8 +22,7 @@ import re
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from typing import Any, Final
 
-from lmstream.reference import ChatMessage, Completion
-
+from .messages import ChatMessage, Completion
 from .scripted import StreamProbe, scripted_stream
 
 __all__ = ["DEMO_SCRIPT", "EchoEngine", "ScriptedEngine"]
@@ -52,7 +51,7 @@ def _last_user_text(messages: Iterable[object]) -> str:
 
 class EchoEngine:
     """Repeats the last user message word by word (whitespace kept, no empty token), then yields a
-    :class:`lmstream.reference.Completion` with the exact text and token counts.
+    :class:`~lmstream.conformance.Completion` with the exact text and token counts.
 
     :param role: the role of the completion's message.
     :param pause: seconds to sleep before each token (``0``: one event-loop turn, as a network read takes).

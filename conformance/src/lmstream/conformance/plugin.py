@@ -27,12 +27,16 @@ and a reproduction; a failed SHOULD (or SHOULD NOT) fails only in strict mode (`
 ``-rx``); a check that does not apply skips with its reason. A requirement listed in ``not_applicable``
 is skipped with the author's reason, which must be a non-empty string; a MUST declared not applicable is
 also listed at the end of the run ("MUST requirements declared not applicable: ..."), so it can never be
-dropped silently. Command-line options: ``--lmstream-strict``, ``--lmstream-timeout SECONDS`` (overrides
-the classes' ``timeout``).
+dropped silently. For the same reason a class may not replace a generated test: defining
+``test_ES_3_at_most_one_completion_last`` (or setting that name) in a conformance class, or in a class
+it inherits from, makes collecting that class an error naming the test and the ``not_applicable`` entry
+that opts out instead. Command-line options: ``--lmstream-strict``, ``--lmstream-timeout SECONDS``
+(overrides the classes' ``timeout``).
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, cast
 
@@ -50,6 +54,8 @@ __all__ = ["EngineConformance", "ManagerConformance", "RoundConformance"]
 
 _NOT_APPLICABLE_KEY = "lmstream_not_applicable_must"
 _MISSING = object()
+_GENERATED: weakref.WeakSet[Callable[..., None]] = weakref.WeakSet()
+"""The tests :func:`_make_test` generated: any other object under a check's test name is an override."""
 
 
 def _make_test(
@@ -63,7 +69,40 @@ def _make_test(
     test.__doc__ = f"{check.requirement_id} ({check.level}): {check.requirement.title}. {check.summary}"
     # pytest reports a test's location from ``place_as``: the author's class, not this module.
     test.place_as = owner  # type: ignore[attr-defined]  # a function attribute pytest reads
+    _GENERATED.add(test)
     return test
+
+
+def _overrides(cls: type[_Conformance]) -> list[Check]:
+    """The checks whose generated test ``cls`` or a class it inherits from replaces: under the test's name
+    it holds something else (a method the author wrote, ``None``, ...). An override in a base class is
+    refused too, though the subclass gets the generated test again: the author meant to replace it."""
+    return [
+        check
+        for check in checks_for(cls.kind)
+        if any(_replaced(vars(klass).get(check.test_name, _MISSING)) for klass in cls.__mro__)
+    ]
+
+
+def _replaced(value: object) -> bool:
+    return value is not _MISSING and not (callable(value) and value in _GENERATED)
+
+
+def _overridden_checks_message(cls: type[_Conformance]) -> str | None:
+    """The one-line collection error for a class that replaces generated tests, or ``None`` if it does not.
+
+    The message names each replaced test and the ``not_applicable`` entry that opts out of its check.
+    """
+    replaced = _overrides(cls)
+    if not replaced:
+        return None
+    tests = ", ".join(f"{check.test_name} ({check.requirement_id}, {check.level})" for check in replaced)
+    ids = dict.fromkeys(check.requirement_id for check in replaced)  # a requirement may have several checks
+    entries = ", ".join(f"{rid!r}: 'why it does not apply'" for rid in ids)
+    return (
+        f"lmstream: {cls.__qualname__} overrides the generated conformance test(s) {tests}; remove the "
+        f"override, and to opt out of a check declare it instead: not_applicable = {{{entries}}}"
+    )
 
 
 class _Conformance:
@@ -282,6 +321,27 @@ class _NotApplicableSummary:
             terminalreporter.write_line(
                 f"MUST requirements declared not applicable: {'; '.join(self.declared)}"
             )
+
+
+class _OverridingClass(pytest.Class):
+    """A conformance class that replaces a generated test: collecting it is an error, in one line."""
+
+    def collect(self) -> list[pytest.Item | pytest.Collector]:
+        message = _overridden_checks_message(cast("type[_Conformance]", self.obj))
+        raise self.CollectError(message or "lmstream: a generated conformance test is overridden")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(
+    collector: pytest.Module | pytest.Class, name: str, obj: object
+) -> pytest.Class | None:
+    """Collect a conformance class that overrides a generated test as an error (see the module docs)."""
+    if not (isinstance(obj, type) and issubclass(obj, _Conformance) and collector.istestclass(obj, name)):
+        return None
+    if _overridden_checks_message(obj) is None:
+        return None
+    # from_parent takes **kw, which pytest leaves untyped.
+    return _OverridingClass.from_parent(collector, name=name, obj=obj)  # pyright: ignore[reportUnknownMemberType]
 
 
 def pytest_configure(config: pytest.Config) -> None:

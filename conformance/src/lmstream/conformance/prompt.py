@@ -7,7 +7,7 @@ The engine checks call ``engine.stream(messages)`` (no functions, no hyperparame
                  text="You are being tested by the lmstream conformance suite. Reply briefly."),
      ChatMessage(role="user", text="Say hello in five words or fewer.")]
 
-The messages are :class:`lmstream.reference.ChatMessage` objects, frozen dataclasses with ``role`` (a
+The messages are :class:`lmstream.conformance.ChatMessage` objects, frozen dataclasses with ``role`` (a
 ``str``) and ``text``. The prompt is short so that any engine answers quickly (ES-8 asks the stream to
 end within the suite's timeout).
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from lmstream.reference import ChatMessage
+from .messages import ChatMessage
 
 __all__ = ["STANDARD_PROMPT", "STANDARD_PROMPT_TEXT"]
 
