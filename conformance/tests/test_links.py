@@ -98,13 +98,19 @@ def test_a_missing_or_altered_page_is_written_again(cache: Path) -> None:
     assert page.read_text(encoding="utf-8") == text
 
 
-def test_an_unwritable_cache_falls_back_to_the_temporary_directory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def unwritable_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The cache directory is a file: nothing can be written there. Returns that file."""
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
     monkeypatch.delenv(DOCS_BASE_ENV, raising=False)
+    return blocker
+
+
+def test_an_unwritable_cache_falls_back_to_the_temporary_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unwritable_cache: Path
+) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     path, _ = _page_of(spec_url("ES-2"))
     assert path.is_file() and path.is_relative_to(tmp_path / "tmp")
@@ -112,13 +118,9 @@ def test_an_unwritable_cache_falls_back_to_the_temporary_directory(
 
 
 def test_with_nowhere_to_write_the_link_says_so_instead(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch, unwritable_cache: Path
 ) -> None:
-    blocker = tmp_path / "not-a-directory"
-    blocker.write_text("")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
-    monkeypatch.delenv(DOCS_BASE_ENV, raising=False)
-    monkeypatch.setattr(tempfile, "tempdir", str(blocker))
+    monkeypatch.setattr(tempfile, "tempdir", str(unwritable_cache))
     text = spec_url("ES-2")
     assert "file://" not in text and "\n" not in text
     assert text.startswith(f"ES-2 in lmstream-spec {SPEC_VERSION} (cannot write the local spec page (")
