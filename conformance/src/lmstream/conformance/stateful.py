@@ -180,8 +180,16 @@ class ManagerMachine(RuleBasedStateMachine):
         after: After = None,
         pause: float | None = 0.0,
     ) -> None:
-        """Build the engine (see :func:`build_script`; ``pause``: its seconds between items, ``None`` for no
-        suspension at all) and the manager over it, with a counting lock if ``lock``."""
+        """Build the engine and the manager over it (the first step of every example).
+
+        The engine yields ``tokens``, then ends as ``ending`` says (``"none"``, ``"completion"``: a
+        completion of the tokens' text, ``"completion without text"``); ``fault`` (``"raise"``: an
+        :class:`~lmstream.conformance.explore.EngineError`, ``"bytes"``: a ``bytes`` item) comes before token
+        ``fault_at``; a :class:`~lmstream.conformance.Block` before item ``block_at`` (``None``: none);
+        ``pause`` is its seconds between items (``None``: it never suspends between them). The manager gets
+        a counting lock if ``lock``, and an ``after`` that records its call or raises
+        :class:`~lmstream.conformance.explore.AfterError` (``after``: ``"record"``, ``"raise"``, ``None``).
+        """
         if self._world is not None:
             raise RuntimeError("begin() was already called: an example builds one manager")
         factory = type(self).factory
