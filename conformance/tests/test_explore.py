@@ -1,5 +1,6 @@
-"""explore_manager(): the reference manager survives the exploration; broken managers (and kani's) are caught,
-with a shrunk, paste-able script that replays the failure."""
+"""explore_manager() and ManagerMachine: the reference manager survives the exploration; broken managers (and
+kani's) are caught, on their requirement, with hypothesis's shrunk steps as a paste-able script that replays
+the failure; failures go to hypothesis's database; a subclass adds rules and invariants of its own."""
 
 from __future__ import annotations
 
@@ -13,21 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import Phase, seed, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.stateful import invariant, rule, run_state_machine_as_test
 from kani.streaming import StreamManager as KaniStreamManager
 
-from lmstream.conformance import Block, Fail
-from lmstream.conformance.explore import (
-    ACTIONS,
-    EngineError,
-    ExplorationFailure,
-    explore_manager,
-    replay_manager,
-)
+from lmstream.conformance import ManagerMachine
+from lmstream.conformance.explore import ExplorationFailure, explore_manager
 from lmstream.reference import StreamManager, build_completion
 from lmstream.spec import Message, StreamConsumedError, StreamIncompleteError, StreamState, is_completion
 
 SEED = 20240601
 """Every exploration here is seeded, so that a run is reproducible and its time predictable."""
+
+QUICK: list[Phase] = [phase for phase in Phase if phase is not Phase.explain]
+"""What explore_manager() runs: hypothesis's phases without the slow explain phase."""
 
 
 # ------------------------------------------------------------------------------------------------ broken
@@ -164,6 +165,14 @@ class DropsLastToken(_Wrapper):
             raise StreamIncompleteError("".join(kept), exc.reason) from None
 
 
+class StopAfterATimer(_Wrapper):
+    """Its aclose() waits on a timer of its own first: the explorer must wait for it, not call it a hang."""
+
+    async def aclose(self) -> None:
+        await asyncio.sleep(0.01)
+        await self.inner.aclose()
+
+
 class StopWaitsForTheEnd(_Wrapper):
     """Its aclose() waits for the stream to end by itself before stopping it: with a blocked engine, or a
     consumer that does not read on, it never returns (SM-22, SM-24)."""
@@ -174,13 +183,21 @@ class StopWaitsForTheEnd(_Wrapper):
         await self.inner.aclose()
 
 
-_ACTIONS_LINE = re.compile(r"actions=(\[.*?\]),")
+_RULES = re.compile(r"^state\.(step|leave|cancel|wait|stop|release|settle)\(", re.MULTILINE)
 
 
 def _caught(factory: object, max_examples: int = 300) -> ExplorationFailure:
     with pytest.raises(ExplorationFailure) as info:
         explore_manager(factory, max_examples=max_examples, seed=SEED)
     return info.value
+
+
+class KaniLikeMachine(ManagerMachine):
+    factory = KaniLike
+
+
+class ReferenceMachine(ManagerMachine):
+    factory = StreamManager
 
 
 # ------------------------------------------------------------------------------------------------ tests
@@ -201,13 +218,13 @@ def test_a_broken_manager_is_caught_with_a_minimal_script(factory: type, broken:
     text = str(failure)
     assert text.startswith(f"{failure.requirement_id}: {failure.observed}\n")
     assert f"from conformance.tests.test_explore import {factory.__name__}" in text
-    assert "replay_manager(" in text and "what happened:" in text
-    found = _ACTIONS_LINE.search(failure.reproduction)
-    assert found is not None
-    actions: list[str] = eval(found.group(1))  # the list literal the reproduction holds
-    assert 1 <= len(actions) <= 4, text  # shrunk: a handful of actions, not the dozen an example may have
-    assert all(action.split("+")[0] in ACTIONS for action in actions)
-    assert len(failure.trace) >= len(actions)
+    assert "from lmstream.conformance.stateful import ManagerMachine" in failure.reproduction
+    assert f"    factory = {factory.__name__}" in failure.reproduction
+    assert "state.begin(tokens=" in failure.reproduction and "what happened:" in text
+    assert failure.reproduction.endswith("state.teardown()")
+    steps = _RULES.findall(failure.reproduction)  # hypothesis's printed rules, invariants left out
+    assert 1 <= len(steps) <= 4, text  # shrunk: a handful of steps, not the dozen an example may have
+    assert len(failure.trace) >= len(steps)
 
 
 def test_the_minimal_script_replays_the_failure_as_pasted() -> None:
@@ -225,16 +242,26 @@ def test_the_minimal_script_replays_the_failure_as_pasted() -> None:
     assert f"ExplorationFailure: {failure.requirement_id}: {failure.observed}" in ran.stderr
 
 
-def test_an_early_break_that_strands_waiters_is_reported_as_a_hang() -> None:
+def test_an_early_break_that_strands_waiters_is_reported_as_a_hang_when_nothing_is_left_to_run() -> None:
+    class Patient(KaniLikeMachine):
+        timeout = 600.0  # far beyond the test's own timeout: the hang is seen at once, not at the backstop
+
+    state = Patient()
+    state.begin(tokens=[" a", "b"])
+    state.step(turns=2)
+    state.wait(method="completion", turns=0)
+    state.leave(how="break", turns=2)
+    state.keeps_the_contract()
     with pytest.raises(ExplorationFailure) as info:
-        replay_manager(KaniLike, [" a", "b"], ["step+2", "completion", "break+2"])
+        state.teardown()
     failure = info.value
     assert failure.requirement_id == "SM-10"
     assert failure.observed == (
         "the consumer broke out, but completion(), the final completion() still waited with nothing left "
         "to run"
     )
-    assert failure.trace[0].startswith("1. step+2: consumer saw str ' a'")
+    assert failure.trace[0].startswith("1. step(turns=2): consumer saw str ' a'")
+    assert state.loop.is_closed()
 
 
 def test_kanis_manager_is_caught_in_bounded_time() -> None:
@@ -243,32 +270,113 @@ def test_kanis_manager_is_caught_in_bounded_time() -> None:
     assert "from kani.streaming import StreamManager" in failure.reproduction
 
 
-def test_replaying_a_stop_while_the_engine_is_blocked_passes_on_the_reference() -> None:
-    trace = replay_manager(
-        StreamManager,
-        [" a", Block(), "b", Fail(EngineError("never reached"))],
-        ["step+2", "completion", "message", "step+2", "stop+2", "settle"],
-        lock=True,
-        after="record",
-    )
-    assert trace[0] == "1. step+2: consumer saw str ' a'; state streaming; engine open, 1 item(s) read"
+def test_a_stop_while_the_engine_is_blocked_passes_on_the_reference() -> None:
+    state = ReferenceMachine()
+    state.begin(tokens=[" a", "b"], fault="raise", fault_at=2, block_at=1, lock=True, after="record")
+    assert state.probe.yielded == []
+    state.step(turns=2)
+    state.wait(method="completion", turns=0)
+    state.wait(method="message", turns=0)
+    state.step(turns=2)
+    state.stop(turns=2)
+    state.settle()
+    state.keeps_the_contract()
+    state.teardown()
+    trace = state.trace
+    assert trace[0] == "1. step(turns=2): consumer saw str ' a'; state streaming; engine open, 1 item(s) read"
     assert trace[3].endswith("2 waiter(s), 2 pending; engine blocked after 1 item(s)")
     assert trace[4] == (
-        "5. stop+2: consumer saw str ' a' and its loop ended normally; state stopped; 2 waiter(s), "
+        "5. stop(turns=2): consumer saw str ' a' and its loop ended normally; state stopped; 2 waiter(s), "
         "0 pending; engine closed after 1 item(s)"
     )
     assert trace[-1].startswith("end: the engine released, the story finished")
+    assert state.loop.is_closed()
 
 
-def test_bad_actions_and_running_loops_are_refused() -> None:
-    with pytest.raises(ValueError, match="unknown action 'jump'; expected one of step, break"):
-        replay_manager(StreamManager, ["a"], ["jump"])
+def test_a_timer_of_the_managers_own_is_waited_for_not_taken_for_a_hang() -> None:
+    class Machine(ManagerMachine):
+        factory = StopAfterATimer
+
+    state = Machine()
+    state.begin(tokens=[" a", "b"], block_at=1)
+    state.step(turns=2)
+    state.wait(method="completion", turns=0)
+    state.stop(turns=0)
+    state.teardown()  # aclose() returns after its timer; the waiter gets the incomplete text
+    assert state.trace[-1].startswith("end: the engine released, the story finished")
+
+
+def test_a_subclass_adds_rules_and_invariants_and_reports_on_its_own_ids() -> None:
+    states: list[StreamState] = []
+
+    @seed(SEED)
+    class NoTokenYet(ReferenceMachine):
+        """An application's own rule and invariant: it reads the state; no token may arrive (a test
+        of the test: the reference manager does hand out tokens)."""
+
+        @rule()
+        def read_the_state(self) -> None:
+            states.append(self.manager.state)
+
+        @invariant()
+        def no_token_yet(self) -> None:
+            if self.tokens:
+                self.fail("APP-1", f"the consumer received {len(self.tokens)} token(s)")
+
+    with pytest.raises(ExplorationFailure) as info:
+        run_state_machine_as_test(
+            NoTokenYet,
+            settings=settings(max_examples=300, stateful_step_count=12, database=None, phases=QUICK),
+        )
+    failure = info.value
+    assert failure.requirement_id == "APP-1"
+    assert failure.observed == "the consumer received 1 token(s)"
+    assert any(line.startswith("state.step(") for line in getattr(failure, "__notes__", []))
+    assert states and all(isinstance(state, StreamState) for state in states)  # the rule ran, on the manager
+
+
+def test_a_failure_is_saved_in_the_database_and_replayed_first(tmp_path: Path) -> None:
+    runs: list[int] = []
+
+    class Counted(KaniLikeMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            runs.append(1)
+
+    database = DirectoryBasedExampleDatabase(tmp_path)  # the kind hypothesis uses by default
+    configured = settings(max_examples=300, database=database, report_multiple_bugs=False, phases=QUICK)
+    with pytest.raises(ExplorationFailure) as first:
+        run_state_machine_as_test(Counted, settings=configured)
+    assert any(path.is_file() for path in tmp_path.rglob("*")), "the failing example was not saved"
+    runs.clear()
+    with pytest.raises(ExplorationFailure) as again:
+        run_state_machine_as_test(Counted, settings=configured)
+    assert again.value.requirement_id == first.value.requirement_id
+    assert again.value.observed == first.value.observed
+    assert len(runs) <= 3, "the saved example was not replayed first"  # the replay, and its final rerun
+
+
+def test_a_machine_without_a_factory_or_inside_a_running_loop_is_refused() -> None:
+    state = ManagerMachine()
+    with pytest.raises(TypeError, match=r"^ManagerMachine.factory is not set: expected a ManagerFactory"):
+        state.begin(tokens=["a"])
+    state.teardown()
+    unbegun = ReferenceMachine()
+    with pytest.raises(RuntimeError, match=r"begin\(\) runs first"):
+        unbegun.manager  # noqa: B018 - the property is what refuses
+    unbegun.teardown()
 
     async def inside_a_loop() -> None:
-        replay_manager(StreamManager, ["a"], ["step"])
+        explore_manager(StreamManager, max_examples=1)
 
     with pytest.raises(RuntimeError, match="call them from synchronous code"):
         asyncio.run(inside_a_loop())
+
+    async def a_machine_inside_a_loop() -> None:
+        ReferenceMachine()
+
+    with pytest.raises(RuntimeError, match="call them from synchronous code"):
+        asyncio.run(a_machine_inside_a_loop())
 
 
 def test_without_hypothesis_the_error_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,13 @@ import pytest
 
 from lmstream.conformance import ValidatedManager, ValidatedStoppableManager, validate_manager
 from lmstream.reference import ChatMessage, Completion, StreamManager
-from lmstream.spec import Message, StreamIncompleteError, StreamProtocolError, StreamState
+from lmstream.spec import (
+    Message,
+    StreamConsumedError,
+    StreamIncompleteError,
+    StreamProtocolError,
+    StreamState,
+)
 
 from ._engines import done
 
@@ -182,6 +188,28 @@ async def test_a_stop_of_a_stream_a_waiter_drives_is_not_misjudged() -> None:
     waiter = asyncio.ensure_future(proxy.completion())
     for _ in range(5):
         await asyncio.sleep(0)
+    await proxy.aclose()
+    with pytest.raises(StreamIncompleteError) as info:
+        await asyncio.wait_for(waiter, 5)
+    assert info.value.text == "a" and info.value.reason is StreamState.STOPPED
+
+
+async def test_a_refused_iteration_of_a_stream_a_waiter_drives_is_not_misjudged() -> None:
+    # As above, and then a consumer's iteration is refused (StreamConsumedError, SM-3): it received nothing,
+    # so the waiter's StreamIncompleteError("a") is still the text handed out (found by explore_manager()).
+    gate = asyncio.Event()
+
+    async def engine() -> AsyncGenerator[str, None]:
+        yield "a"
+        await gate.wait()
+        yield "b"
+
+    proxy = validate_manager(StreamManager(engine(), "assistant"))
+    waiter = asyncio.ensure_future(proxy.completion())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    with pytest.raises(StreamConsumedError):
+        proxy.__aiter__()
     await proxy.aclose()
     with pytest.raises(StreamIncompleteError) as info:
         await asyncio.wait_for(waiter, 5)

@@ -9,6 +9,9 @@ Three ways to run the same checks:
 
 And one way to check live streams: :func:`validate` (an engine stream) and :func:`validate_manager`.
 
+Exploring a manager's life as a hypothesis state machine: :class:`ManagerMachine` (subclass it, in
+:mod:`.stateful`), or :func:`explore_manager` in one call (:mod:`.explore`).
+
 Writing a check: :func:`check` registers ``async def run(target, ctx)``, which raises
 :class:`CheckFailure` or :class:`CheckSkipped`; :class:`CheckContext` bounds every wait.
 """
@@ -20,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from .checks import CHECKS, check, checks_for, get_check
 from .context import CheckContext, CheckTimeout
 from .describe import describe_exception, describe_items, script, seconds
-from .explore import ExplorationFailure, Explored, explore_manager, replay_manager
+from .explore import ExplorationFailure, Explored, explore_manager
 from .links import DOCS_BASE_ENV, local_spec_page, spec_url
 from .messages import ChatMessage, Completion
 from .model import (
@@ -61,8 +64,9 @@ from .targets import (
 from .validate import LmstreamWarning, ValidatedStream, validate
 from .validate_manager import ValidatedManager, ValidatedStoppableManager, validate_manager
 
-if TYPE_CHECKING:  # imported on first use at run time, so that the command line does not import pytest
+if TYPE_CHECKING:  # imported on first use at run time: the command line needs neither pytest nor hypothesis
     from .plugin import EngineConformance, ManagerConformance, RoundConformance
+    from .stateful import ManagerMachine
 
 __all__ = [
     "CHECKS",
@@ -90,6 +94,7 @@ __all__ = [
     "Fail",
     "LmstreamWarning",
     "ManagerConformance",
+    "ManagerMachine",
     "ManagerTarget",
     "Outcome",
     "Pause",
@@ -119,7 +124,6 @@ __all__ = [
     "render_json",
     "render_junit",
     "render_text",
-    "replay_manager",
     "resolve_target",
     "round_target",
     "run_check",
@@ -140,4 +144,8 @@ def __getattr__(name: str) -> Any:
         from . import plugin
 
         return getattr(plugin, name)
+    if name == "ManagerMachine":
+        from .stateful import ManagerMachine
+
+        return ManagerMachine
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,5 +1,5 @@
-"""The actors of an explored example (:mod:`lmstream.conformance.explore`): the application's loop over the
-manager (:class:`Consumer`) and the tasks awaiting its result (:class:`Waiter`).
+"""The actors of an explored example (:class:`~lmstream.conformance.stateful.ManagerMachine`): the
+application's loop over the manager (:class:`Consumer`) and the tasks awaiting its result (:class:`Waiter`).
 
 Each actor runs in a task of its own and does only what it is told. It records what the manager did (the
 tokens, how the loop ended, the value or the error) rather than raising it, except a cancellation, which ends
@@ -42,7 +42,13 @@ class Consumer:
 
     @property
     def over(self) -> bool:
-        return self.ended or self.left is not None or self.error is not None or self.cancelled
+        return (
+            self.ended
+            or self.left is not None
+            or self.error is not None
+            or self.cancelled
+            or self.refused is not None
+        )
 
     async def run(self) -> None:
         try:

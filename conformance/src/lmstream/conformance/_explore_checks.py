@@ -1,12 +1,12 @@
-"""The invariants of an explored example (:mod:`lmstream.conformance.explore`), judged on its
-:class:`~._explore_world.World`: a broken one is raised as a :class:`Violation` naming the requirement.
+"""The invariants of an explored example (:class:`~lmstream.conformance.stateful.ManagerMachine`), judged on
+its :class:`~._explore_world.World`: a broken one is raised as a :class:`Violation` naming the requirement.
 
-* :func:`check_now`: what holds after every action;
+* :func:`check_now`: what holds after every step;
 * :func:`check_finished`: what holds once the engine is released and every task has finished;
 * :func:`hang_id`: the requirement that a hang, or an engine stream left open, breaks, from how the stream
   ended.
 
-The module docstring of :mod:`lmstream.conformance.explore` lists the invariants. These functions only read
+The module docstring of :mod:`lmstream.conformance.stateful` lists the invariants. These functions only read
 the world; they never run the event loop.
 """
 

@@ -1,34 +1,55 @@
-"""The world of one explored example (:mod:`lmstream.conformance.explore`): what it was given (:class:`Setup`:
-the engine script, a lock or not, an ``after`` that records or raises, the engine's pause) and what is in it
-at any moment (:class:`World`: the scripted engine and its probe, the validated manager, the consumer, the
-waiters, the stops), told in words.
+"""The world of one explored example (:class:`~lmstream.conformance.stateful.ManagerMachine`): what it was
+given (:class:`Setup`: the engine script, a lock or not, an ``after`` that records or raises, the engine's
+pause; :func:`build_script` makes the script from the machine's drawn knobs) and what is in it at any moment
+(:class:`World`: the scripted engine and its probe, the validated manager, the consumer, the waiters, the
+stops), told in words.
 
 A :class:`World` holds the state and answers questions about it. It runs nothing (the event loop and the
-actions are :class:`~._explore_run.Run`'s, a subclass) and judges nothing (the invariants are
-:mod:`._explore_checks`'s).
+rules are the machine's) and judges nothing (the invariants are :mod:`._explore_checks`'s).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from ._explore_actors import Consumer, Waiter
-from .checks._manager_support import CountingLock, ScriptCompletion
+from .checks._manager_support import ROLE, CountingLock, ScriptCompletion, ScriptMessage
 from .describe import describe_exception, describe_items
+from .explore import AfterError, EngineError
 from .scripted import Block, Fail, StreamProbe, scripted_stream
 
-__all__ = ["After", "AfterError", "Setup", "World"]
+__all__ = ["After", "Ending", "Fault", "Setup", "World", "build_script"]
 
 After = Literal["record", "raise"] | None
+"""What the manager's ``after`` does: nothing (no ``after`` at all), record its call, or raise."""
+Ending = Literal["none", "completion", "completion without text"]
+"""How the engine's script ends: with its last token, a completion of the tokens' text, or one whose
+message has no text."""
+Fault = Literal["raise", "bytes"] | None
+"""What goes wrong in the engine: nothing, an :class:`EngineError`, or a ``bytes`` item (not a token)."""
 
 
-class AfterError(Exception):
-    """The error an ``after`` callback raises when the example says it should."""
-
-    # Public as lmstream.conformance.explore.AfterError: named, documented and pickled under that path.
-    __module__ = "lmstream.conformance.explore"
+def build_script(
+    tokens: Sequence[str], ending: Ending, fault: Fault, fault_at: int, block_at: int | None
+) -> tuple[object, ...]:
+    """The engine's script: ``tokens``, then the ``ending``; the ``fault`` before token ``fault_at``; a
+    :class:`Block` before item ``block_at`` (positions past the end are the end)."""
+    items: list[object] = list(tokens)
+    if ending == "completion":
+        items.append(ScriptCompletion(ScriptMessage(ROLE, "".join(tokens)), 7, len(tokens)))
+    elif ending == "completion without text":
+        items.append(ScriptCompletion(ScriptMessage(ROLE, None)))
+    if fault is not None:
+        at = min(max(fault_at, 0), len(tokens))
+        items.insert(
+            at, Fail(EngineError(f"engine failed after {at} token(s)")) if fault == "raise" else b"\xff"
+        )
+    if block_at is not None:
+        items.insert(min(max(block_at, 0), len(items)), Block())
+    return tuple(items)
 
 
 @dataclass(frozen=True)
@@ -68,7 +89,7 @@ class Setup:
 
 
 class World:
-    """The state of one example: the engine built from the setup, and, once a subclass has built and driven
+    """The state of one example: the engine built from the setup, and, once the machine has built and driven
     them, the manager (``proxy``, validated), the actors and the stops."""
 
     def __init__(self, setup: Setup) -> None:

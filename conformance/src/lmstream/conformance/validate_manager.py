@@ -81,8 +81,9 @@ class ValidatedManager(Generic[CompletionT]):
 
     def __aiter__(self) -> AsyncIterator[str]:
         self._sample()
+        tokens = self._manager.__aiter__()  # refused (StreamConsumedError): this proxy hands out nothing
         self._iterated = True
-        return _ValidatedTokens(self, self._manager.__aiter__())
+        return _ValidatedTokens(self, tokens)
 
     async def completion(self) -> CompletionT:
         """``await manager.completion()``, checked (SM-7, SM-28)."""
