@@ -441,6 +441,56 @@ async def _message_stream(message: Any) -> AsyncGenerator[Any, None]:
     yield build_completion(message.role, message.text or "")
 
 
+class NeedsAclose(Simple):
+    """SM-1 (and SM-8): takes every engine iterator's aclose() for granted; one with __anext__ only fails."""
+
+    def source(self, stream: AsyncIterable[Any]) -> AsyncIterable[Any]:
+        iterator: Any = aiter(stream)
+        self.close_later = iterator.aclose  # AttributeError for an iterator without aclose()
+        return _as_iterable(iterator)
+
+
+class EndsQuietlyOnErrorsOfStreamsWithoutAclose(Simple):
+    """SM-8: behind a stream without aclose(), an engine error ends the stream as if it had ended."""
+
+    def source(self, stream: AsyncIterable[Any]) -> AsyncIterable[Any]:
+        iterator: Any = aiter(stream)
+        return _as_iterable(iterator) if hasattr(iterator, "aclose") else _ending_on_errors(iterator)
+
+
+class _AsIterable:
+    def __init__(self, iterator: AsyncIterator[Any]) -> None:
+        self._iterator = iterator
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._iterator
+
+
+def _as_iterable(iterator: AsyncIterator[Any]) -> AsyncIterable[Any]:
+    return _AsIterable(iterator)
+
+
+async def _ending_on_errors(iterator: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
+    while True:
+        try:
+            item = await anext(iterator)
+        except Exception:  # StopAsyncIteration, and every engine error with it
+            return
+        yield item
+
+
+class AsksTheEngineAfterAStop(MiniManager):
+    """SM-24: a step that finds the stream stopped asks the engine once more (harmless for a closed async
+    generator, a request to a stream without aclose())."""
+
+    async def wait_stopped(self) -> None:
+        engine = self._engine
+        if engine is not None and not hasattr(engine, "aclose"):
+            with contextlib.suppress(Exception):
+                await anext(engine)
+        await super().wait_stopped()
+
+
 # ---------------------------------------------------------------------------------------------- the sets
 MANAGERS: Final[dict[str, tuple[type[Simple], frozenset[str]]]] = {
     "accepts any stream": (AcceptsAnyStream, frozenset({"SM-30"})),
@@ -459,6 +509,11 @@ MANAGERS: Final[dict[str, tuple[type[Simple], frozenset[str]]]] = {
     ),
     "loses the result when the close fails": (LosesTheResultWhenTheCloseFails, frozenset({"SM-10"})),
     "swallows a cancel during the close": (SwallowsCancelDuringTheClose, frozenset({"SM-11"})),
+    "needs aclose()": (NeedsAclose, frozenset({"SM-1", "SM-8"})),
+    "ends quietly on errors of a stream without aclose()": (
+        EndsQuietlyOnErrorsOfStreamsWithoutAclose,
+        frozenset({"SM-8"}),
+    ),
 }
 """Managers without aclose(), judged by the manager checks; each with exactly the IDs it must fail."""
 
@@ -483,6 +538,7 @@ STOPPABLE: Final[dict[str, tuple[type[MiniManager], frozenset[str]]]] = {
     "returns while the engine is closed": (ReturnsWhileTheEngineIsClosed, frozenset({"SM-22"})),
     # Cancelling the close leaves the engine open too (SM-22).
     "interrupts the task closing the engine": (InterruptsTheClosingTask, frozenset({"SM-22", "SM-26"})),
+    "asks the engine after a stop": (AsksTheEngineAfterAStop, frozenset({"SM-24"})),
 }
 """Stoppable managers, judged by the stop checks and the manager checks that need a stop; each with
 exactly the IDs it must fail among those (beyond what :class:`MiniManager` itself fails)."""

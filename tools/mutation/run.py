@@ -4,8 +4,9 @@ For one mutant, :func:`run_mutant` copies the reference package into a fresh tem
 the mutated file there, and runs ``python -m lmstream.conformance check KIND TARGET --format json`` for
 the manager and the round suite with that directory alone on ``PYTHONPATH`` (``lmstream`` is a namespace
 package: the copy's ``lmstream.reference`` shadows the installed one, while ``lmstream.spec`` and
-``lmstream.conformance`` stay the installed ones). The first suite that fails a MUST kills the mutant and
-the other is not run. The suites of one mutant share one bound (:func:`bound_for`): a suite still running
+``lmstream.conformance`` stay the installed ones). The first suite in which a check fails, MUST or SHOULD,
+kills the mutant and the other is not run (the reference keeps every SHOULD, so a mutant that breaks one
+changed what the suite checks: the run is ``--strict``). The suites of one mutant share one bound (:func:`bound_for`): a suite still running
 then is killed with its whole process group (the suite may run checks in processes of its own), and the
 mutant counts as *killed by timeout*. :func:`run_mutants` runs mutants ``jobs`` at a time.
 """
@@ -65,7 +66,7 @@ class SuiteRun:
     """One run of one suite.
 
     :ivar exit_code: the command's status, ``None`` when it was killed at the bound.
-    :ivar failed: the MUST checks that failed, as ``SM-24 stop_ends_a_loop_blocked_in_the_engine``.
+    :ivar failed: the checks that failed (any level), as ``SM-24 stop_ends_a_loop_blocked_in_the_engine``.
     :ivar error: the last line the command wrote on stderr, when it exited neither 0 nor 1.
     """
 
@@ -118,7 +119,17 @@ def run_suite(
     :param suite: a directory holding another ``lmstream/conformance`` to run instead of the installed one
         (an older suite, to measure what it caught), placed after ``root``.
     """
-    command = [python, "-m", "lmstream.conformance", "check", kind, SUITES[kind], "--format", "json"]
+    command = [
+        python,
+        "-m",
+        "lmstream.conformance",
+        "check",
+        kind,
+        SUITES[kind],
+        "--strict",
+        "--format",
+        "json",
+    ]
     path = os.pathsep.join([str(root), *([str(suite)] if suite is not None else [])])
     env = {**os.environ, "PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1"}
     started = time.monotonic()
@@ -148,7 +159,7 @@ def run_suite(
     if process.returncode not in (0, 1):
         lines = [line for line in err.splitlines() if line.strip()]
         return SuiteRun(kind, process.returncode, (), seconds, lines[-1].strip() if lines else "")
-    return SuiteRun(kind, process.returncode, _failed_musts(out), seconds)
+    return SuiteRun(kind, process.returncode, _failed_checks(out), seconds)
 
 
 _RUNNING: set[subprocess.Popen[str]] = set()
@@ -167,14 +178,10 @@ def _kill_group(process: subprocess.Popen[str]) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
-def _failed_musts(report: str) -> tuple[str, ...]:
+def _failed_checks(report: str) -> tuple[str, ...]:
     try:
         data = json.loads(report)
-        return tuple(
-            f"{r['id']} {r['check']}"
-            for r in data["results"]
-            if r["outcome"] == "failed" and r["level"] in ("MUST", "MUST NOT")
-        )
+        return tuple(f"{r['id']} {r['check']}" for r in data["results"] if r["outcome"] == "failed")
     except (ValueError, KeyError, TypeError):
         return ("(the report was not the JSON expected)",)
 

@@ -1,11 +1,15 @@
-"""The check of a stop before iteration of an engine stream that has no ``aclose()`` (SM-25 says "awaiting
-its aclose() where it has one"): an async iterable whose iterators are plain objects with ``__anext__``
-only. The stop must still complete, the iteration be empty and every result raise
-:class:`~lmstream.spec.StreamIncompleteError`.
+"""The checks of a stop of an engine stream that has no ``aclose()``: an async iterable whose iterators are
+plain objects with ``__anext__`` only (SM-25 says "awaiting its aclose() where it has one").
+
+Before iteration (SM-25), the stop must still complete, the iteration be empty and every result raise
+:class:`~lmstream.spec.StreamIncompleteError`. During iteration (SM-24), with the engine blocked or the
+consumer busy in its loop body, the loop must end without an exception and the engine be asked for nothing
+more: a manager cannot close such a stream, so it must stop asking it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Final
 
 from lmstream.conformance.context import CheckContext
@@ -16,7 +20,8 @@ from lmstream.spec import StreamIncompleteError
 
 from ._manager_support import ROLE, TOKENS
 from ._registry import check
-from ._stop_support import LATER, NO_ACLOSE, aclose_of
+from ._stop_consumers import Consumer, incomplete_errors, judge_incomplete, results_now
+from ._stop_support import LATER, NO_ACLOSE, PROMPT, aclose_of, until
 
 __all__: list[str] = []
 
@@ -120,6 +125,295 @@ async def stop_before_iteration_of_a_stream_without_aclose(target: ManagerTarget
                     f"manager = {expression}(Stream(), {ROLE!r})",
                     "await asyncio.wait_for(manager.aclose(), 1)",
                     "print([token async for token in manager])  # []",
+                    "print(await asyncio.gather(manager.completion(), return_exceptions=True))",
+                ],
+            ),
+        )
+
+
+# ---------------------------------------------------------------------------------------------- during
+class _Blocking:
+    """An engine iterator with ``__anext__`` only: two tokens, then (with ``block``) a third request that
+    waits until :meth:`release`, then the rest. It counts every request, so that a request made after a
+    stop shows."""
+
+    def __init__(self, *, block: bool) -> None:
+        self.requests = 0
+        self.waiting = False
+        self._block = block
+        self._released = asyncio.Event()
+        self._index = 0
+
+    def __aiter__(self) -> _Blocking:
+        return self
+
+    async def __anext__(self) -> str:
+        self.requests += 1
+        if self._block and self._index == 2 and not self._released.is_set():
+            self.waiting = True
+            try:
+                await self._released.wait()
+            finally:
+                self.waiting = False
+        if self._index >= len(TOKENS):
+            raise StopAsyncIteration
+        self._index += 1
+        return TOKENS[self._index - 1]
+
+    def release(self) -> None:
+        self._released.set()
+
+
+_DURING_BODY: Final = (
+    "class Stream:  # no aclose(): an async iterator with __anext__ only",
+    "    def __init__(self):",
+    "        self.requests = 0",
+    "    def __aiter__(self):",
+    "        return self",
+    "    async def __anext__(self):",
+    "        self.requests += 1",
+    "        if self.requests == 3:",
+    "            await asyncio.Event().wait()  # blocked awaiting its next item",
+    f"        return {TOKENS[0]!r}",
+)
+
+_DURING_EXPECTED: Final = (
+    "a stop during iteration of an engine stream without aclose() ends the consumer's loop at its next step "
+    "without an exception, even with the engine blocked, asks the engine for nothing more, and results "
+    "raise StreamIncompleteError with the text yielded so far"
+)
+
+
+async def _stop_during(target: ManagerTarget, ctx: CheckContext, *, blocked: bool) -> str | None:
+    """One stop from another task, with the engine blocked at its third request or the consumer busy in its
+    loop body after two tokens; what went wrong, in words, or ``None``."""
+    engine = _Blocking(block=blocked)
+    try:
+        manager: Any = target(_Once(engine), ROLE)
+    except Exception as exc:
+        raise CheckFailure(
+            f"calling {target.name}(stream_iter, role) raised {describe_exception(exc)}",
+            expected="a manager (ManagerFactory: kani's StreamManager constructor signature)",
+        ) from exc
+    if not callable(getattr(manager, "aclose", None)):
+        raise CheckSkipped(NO_ACLOSE)
+    consumer = Consumer(ctx, manager, pause_at=None if blocked else 2)
+    there = (lambda: engine.waiting) if blocked else (lambda: consumer.paused)
+    if not await until(ctx, lambda: there() or consumer.ended, timeout=LATER) or not there():
+        raise CheckSkipped(
+            f"the consumer never got 2 tokens with the engine's next request pending ({consumer.describe()}; "
+            f"{engine.requests} request(s)): no stop to make (see the SM-1 to SM-17 checks)"
+        )
+    asked = engine.requests
+    stopper = ctx.spawn(aclose_of(manager), name="lmstream stopper")
+    if blocked:
+        if not await until(ctx, lambda: consumer.ended, timeout=PROMPT):
+            engine.release()
+            await ctx.wait_tasks([stopper, consumer.task], timeout=LATER)
+            return f"the loop had not ended {seconds(PROMPT)} after aclose(): it waited for the engine"
+    else:
+        await ctx.wait_tasks([stopper], timeout=LATER)
+        consumer.resume()
+        await until(ctx, lambda: consumer.ended, timeout=LATER)
+    await ctx.wait_tasks([stopper], timeout=LATER)
+    if not stopper.done():
+        engine.release()
+        return f"aclose() had not returned {seconds(LATER)} later"
+    if not stopper.cancelled() and stopper.exception() is not None:
+        raised = stopper.exception()
+        assert raised is not None
+        return f"aclose() raised {describe_exception(raised)}"
+    if not consumer.ended:
+        engine.release()
+        return f"the consumer's loop had not ended {seconds(LATER)} after the stop"
+    if consumer.error is not None or consumer.tokens != list(TOKENS[:2]):
+        return f"the consumer saw {consumer.describe()}, not the 2 tokens before the stop and a quiet end"
+    await ctx.settle()
+    if engine.requests > asked:
+        return f"the engine was asked for {engine.requests - asked} more item(s) after the stop"
+    results = await results_now(ctx, manager)
+    wrong = judge_incomplete(results)
+    if wrong is not None:
+        return wrong
+    texts = sorted({error.text for _, error in incomplete_errors(results)})
+    text = "".join(TOKENS[:2])
+    return None if texts == [text] else f"the results' StreamIncompleteError carry {texts!r}, not {text!r}"
+
+
+class _Once:
+    """The engine stream: an async iterable whose one iterator is ``iterator``."""
+
+    def __init__(self, iterator: _Blocking) -> None:
+        self._iterator = iterator
+
+    def __aiter__(self) -> _Blocking:
+        return self._iterator
+
+
+@check(
+    "SM-24",
+    _MANAGER,
+    summary="aclose() during iteration of a stream without aclose(): the loop ends, nothing more is read",
+)
+async def stop_during_iteration_of_a_stream_without_aclose(target: ManagerTarget, ctx: CheckContext) -> None:
+    for blocked in (True, False):
+        problem = await _stop_during(target, ctx, blocked=blocked)
+        if problem is None:
+            continue
+        where = (
+            "the engine blocked awaiting its third item" if blocked else "the consumer busy after 2 tokens"
+        )
+        imports, expression = ctx.target_reference()
+        body = [*_DURING_BODY, "stream = Stream()", f"manager = {expression}(stream, {ROLE!r})"]
+        if blocked:
+            body += [
+                "async def consume():",
+                "    async for token in manager:",
+                "        print(repr(token))",
+                "consumer = asyncio.create_task(consume())",
+                "while stream.requests < 3:",
+                "    await asyncio.sleep(0)",
+                "await asyncio.wait_for(manager.aclose(), 1)",
+                "await asyncio.wait_for(consumer, 1)",
+            ]
+        else:
+            body += [
+                "async for token in manager:",
+                "    if stream.requests == 2:",
+                "        await asyncio.wait_for(asyncio.create_task(manager.aclose()), 1)",
+            ]
+        body += [
+            "print('requests:', stream.requests)",
+            "print(await asyncio.gather(manager.completion(), return_exceptions=True))",
+        ]
+        raise CheckFailure(
+            f"a stop during iteration of an engine stream that has no aclose(), with {where}: {problem}",
+            expected=_DURING_EXPECTED,
+            reproduction=script(imports, body),
+        )
+
+
+@check("SM-1", _MANAGER, summary="the tokens of a stream without aclose() pass through unchanged")
+async def tokens_of_a_stream_without_aclose_pass_through(target: ManagerTarget, ctx: CheckContext) -> None:
+    engine = _Blocking(block=False)
+    try:
+        manager: Any = target(_Once(engine), ROLE)
+    except Exception as exc:
+        raise CheckFailure(
+            f"calling {target.name}(stream_iter, role) raised {describe_exception(exc)}",
+            expected="a manager (ManagerFactory: kani's StreamManager constructor signature)",
+        ) from exc
+    tokens: list[object] = []
+    problem: str | None = None
+
+    async def consume() -> str:
+        async for token in manager:
+            tokens.append(token)
+        text: object = (await manager.message()).text
+        return str(text)
+
+    try:
+        text = await ctx.bounded(consume(), what="iterating it, then message()", timeout=LATER)
+    except CheckFailure as exc:
+        problem = exc.observed
+    except Exception as exc:
+        problem = f"iterating it or message() raised {describe_exception(exc)} after {len(tokens)} token(s)"
+    else:
+        if tokens != list(TOKENS) or text != "".join(TOKENS):
+            problem = f"the consumer got {tokens!r} and message().text {text!r}"
+    if problem is not None:
+        imports, expression = ctx.target_reference()
+        raise CheckFailure(
+            f"over an engine stream whose iterator has __anext__ only (no aclose()): {problem}",
+            expected=f"the tokens {list(TOKENS)!r}, unchanged, and message().text {''.join(TOKENS)!r}",
+            reproduction=script(
+                imports,
+                [
+                    "class Stream:  # an async iterator with __anext__ only",
+                    "    def __init__(self):",
+                    f"        self.tokens = {list(TOKENS)!r}",
+                    "    def __aiter__(self):",
+                    "        return self",
+                    "    async def __anext__(self):",
+                    "        if not self.tokens:",
+                    "            raise StopAsyncIteration",
+                    "        return self.tokens.pop(0)",
+                    f"manager = {expression}(Stream(), {ROLE!r})",
+                    "print([token async for token in manager], (await manager.message()).text)",
+                ],
+            ),
+        )
+
+
+class _Failing(_Blocking):
+    """Two tokens, then ``__anext__`` raises :class:`_EngineError`."""
+
+    async def __anext__(self) -> str:
+        if self.requests == 2:
+            self.requests += 1
+            raise _EngineError("the provider dropped the connection")
+        return await super().__anext__()
+
+
+class _EngineError(Exception):
+    """The error the engine of :class:`_Failing` raises."""
+
+
+@check(
+    "SM-8", _MANAGER, summary="an error of a stream without aclose() reaches the consumer and every result"
+)
+async def error_of_a_stream_without_aclose_propagates(target: ManagerTarget, ctx: CheckContext) -> None:
+    engine = _Failing(block=False)
+    try:
+        manager: Any = target(_Once(engine), ROLE)
+    except Exception as exc:
+        raise CheckFailure(
+            f"calling {target.name}(stream_iter, role) raised {describe_exception(exc)}",
+            expected="a manager (ManagerFactory: kani's StreamManager constructor signature)",
+        ) from exc
+    seen: list[BaseException | None] = []
+
+    async def consume() -> None:
+        try:
+            async for _ in manager:
+                pass
+        except _EngineError as exc:
+            seen.append(exc)
+        else:
+            seen.append(None)
+        try:
+            await manager.completion()
+        except _EngineError as exc:
+            seen.append(exc)
+        else:
+            seen.append(None)
+
+    problem: str | None = None
+    try:
+        await ctx.bounded(consume(), what="iterating it, then completion()", timeout=LATER)
+    except CheckFailure as exc:
+        problem = exc.observed
+    except Exception as exc:
+        problem = f"iterating it or completion() raised {describe_exception(exc)}, not the engine's error"
+    else:
+        if seen[0] is None:
+            problem = "the consumer's loop ended normally"
+        elif seen[1] is None:
+            problem = "the loop raised the engine's error, but completion() returned"
+    if problem is not None:
+        imports, expression = ctx.target_reference()
+        raise CheckFailure(
+            f"over an engine stream without aclose() that raises after 2 tokens: {problem}",
+            expected="the engine's error, raised from the consumer's loop and from completion() (SM-8)",
+            reproduction=script(
+                imports,
+                [
+                    "class Stream:  # an async iterator with __anext__ only",
+                    "    def __aiter__(self):",
+                    "        return self",
+                    "    async def __anext__(self):",
+                    "        raise ConnectionError('the provider dropped the connection')",
+                    f"manager = {expression}(Stream(), {ROLE!r})",
                     "print(await asyncio.gather(manager.completion(), return_exceptions=True))",
                 ],
             ),
