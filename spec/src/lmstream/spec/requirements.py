@@ -512,6 +512,22 @@ _RULES: tuple[Requirement, ...] = (
         _STOPPABLE,
     ),
     Requirement(
+        "SM-34",
+        Level.SHOULD,
+        _S,
+        "a stop costs the same whatever else the loop runs",
+        "A stop SHOULD NOT look at the event loop's other tasks when the step it interrupts runs in the "
+        "task that began the iteration, or awaits a future its chain of awaits leads to; where it must "
+        "search them (a step in a task of its own, awaiting something that does not say what it awaits), "
+        "it SHOULD let the loop run between slices of that search, never looking at more than 1,000 tasks "
+        "without yielding to the loop.",
+        "A chat server runs thousands of tasks and stops streams all the time (stop buttons, client "
+        "disconnects, shutdown). A stop that searches every task's chain of awaits costs milliseconds per "
+        "stop at 10,000 tasks, makes stopping M streams quadratic in M, and freezes every other client "
+        "while it runs.",
+        _STOPPABLE,
+    ),
+    Requirement(
         "SM-32",
         Level.MUST,
         _S,
