@@ -402,6 +402,30 @@ class InterruptsTheClosingTask(MiniManager):
         await super().aclose()
 
 
+class SearchesEveryTask(MiniManager):
+    """SM-34: a stop looks for the task stepping the stream among all the loop's tasks, every time (as a
+    manager does that does not keep the task it needs)."""
+
+    def interrupt(self, driver: asyncio.Task[Any]) -> None:
+        found = [task for task in asyncio.all_tasks() if task.get_coro() is driver.get_coro()]
+        super().interrupt(found[0] if found else driver)
+
+
+class InterruptsOnlyTheFirstTask(MiniManager):
+    """SM-24: a stop interrupts a step only in the task that began the iteration; a step in a task of its
+    own is left to wait for the engine."""
+
+    starter: asyncio.Task[Any] | None = None
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        self.starter = asyncio.current_task()
+        return super().__aiter__()
+
+    def interrupt(self, driver: asyncio.Task[Any]) -> None:
+        if driver is self.starter:
+            super().interrupt(driver)
+
+
 # ---------------------------------------------------------------------------------------------- rounds
 NextStep = Callable[[Any], Awaitable[Any]]
 
@@ -539,6 +563,8 @@ STOPPABLE: Final[dict[str, tuple[type[MiniManager], frozenset[str]]]] = {
     # Cancelling the close leaves the engine open too (SM-22).
     "interrupts the task closing the engine": (InterruptsTheClosingTask, frozenset({"SM-22", "SM-26"})),
     "asks the engine after a stop": (AsksTheEngineAfterAStop, frozenset({"SM-24"})),
+    "searches every task": (SearchesEveryTask, frozenset({"SM-34"})),
+    "interrupts only the first task": (InterruptsOnlyTheFirstTask, frozenset({"SM-24"})),
 }
 """Stoppable managers, judged by the stop checks and the manager checks that need a stop; each with
 exactly the IDs it must fail among those (beyond what :class:`MiniManager` itself fails)."""
@@ -565,6 +591,7 @@ NEW_MODULES: Final = frozenset(
         "stop_cancelling",
         "stop_overlap",
         "stop_no_aclose",
+        "stop_crowd",
         "round_roles",
     }
 )

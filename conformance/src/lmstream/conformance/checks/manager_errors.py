@@ -157,14 +157,14 @@ async def _engine_raises_itself(target: ManagerTarget, ctx: CheckContext, signal
     bound = await collect(ctx, waiters)
     name = type(signal).__name__
     # What SM-8's rationale decides is judged here: the waiters get no error but StreamIncompleteError, the
-    # consumer's loop no exception but the engine's. A loop that ends normally (the cancellation swallowed)
-    # or waiters left hanging are what SM-10's and SM-11's checks report; they are noted, not judged.
+    # consumer's loop no exception but the engine's (a loop that ends normally swallowed it). Waiters left
+    # hanging are what SM-10's and SM-11's checks report; they are noted, not judged.
     problems: list[str] = []
     got = loop_ended[0] if loop_ended else None
     if not loop_ended:
         ctx.note(f"after the engine's own {name}, the consumer's loop had not ended (see SM-10, SM-11)")
     elif got is None:
-        ctx.note(f"after the engine's own {name}, the consumer's loop ended normally (see SM-10, SM-11)")
+        problems.append(f"the consumer's loop ended normally: the engine's own {name} was swallowed")
     elif got is not signal:
         problems.append(
             f"the consumer's loop raised {describe_exception(got)}, not the engine's {name} itself"
