@@ -434,9 +434,9 @@ _RULES: tuple[Requirement, ...] = (
         "A stop during iteration MUST end the consumer's loop, in whatever task it runs, at its next step "
         "without an exception, even when the engine is at that moment blocked awaiting its next item (the "
         "stop MUST NOT wait for the engine to produce one). The engine stream MUST be closed (its aclose() "
-        "awaited; one without aclose() MUST NOT be asked for another item), the lock released once, after never called, and every pending and later completion()/"
-        "message()/await MUST raise StreamIncompleteError with reason stopped and the text yielded so "
-        "far.",
+        "awaited; one without aclose() MUST NOT be asked for another item), the lock released once, "
+        "after never called, and every pending and later completion()/message()/await MUST raise "
+        "StreamIncompleteError with reason stopped and the text yielded so far.",
         "A stop is a user's decision, not an error; the partial reply is kept and the provider "
         "connection is closed at once, not after the next token.",
         _STOPPABLE,
