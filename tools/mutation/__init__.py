@@ -4,7 +4,8 @@ Each *mutant* is the reference (``reference/src/lmstream/reference``) with one s
 files (:data:`MUTATED_FILES`); it is run through ``lmstream check manager`` and ``lmstream check round``,
 the conformance suite as users run it (never the reference's own unit tests). A mutant is *killed* when a
 check fails, MUST or SHOULD (the reference keeps both), or the suite cannot run, or does not finish within
-the mutant's bound (*killed by timeout*); it *survives* when both suites pass. A survivor either shows a behaviour the suite does not check, or is
+the mutant's bound (*killed by timeout*); it *survives* when both suites pass. A survivor either shows a
+behaviour the suite does not check, or is
 *equivalent* (no observable behaviour changes) and then listed in ``tools/mutation/equivalent.txt`` with the
 reason; an unlisted survivor fails the run.
 

@@ -7,7 +7,8 @@ package: the copy's ``lmstream.reference`` shadows the installed one, while ``lm
 ``lmstream.conformance`` stay the installed ones). The first suite in which a check fails, MUST or SHOULD,
 kills the mutant and the other is not run (the reference keeps every SHOULD, so a mutant that breaks one
 changed what the suite checks: the run is ``--strict``). The suites of one mutant share one bound
-(:func:`bound_for`): a suite still running then is killed with its whole process group (the suite may run checks in processes of its own), and the
+(:func:`bound_for`): a suite still running then is killed with its whole process group (the suite may run
+checks in processes of its own), and the
 mutant counts as *killed by timeout*. :func:`run_mutants` runs mutants ``jobs`` at a time.
 """
 
