@@ -426,6 +426,17 @@ class InterruptsOnlyTheFirstTask(MiniManager):
             super().interrupt(driver)
 
 
+class SwallowsTheEnginesOwnCancel(MiniManager):
+    """SM-8: a CancelledError that no cancel() of the task sent (the task's cancelling() count is 0) is taken
+    for a stop's, so the engine's own CancelledError ends the loop quietly."""
+
+    async def absorb(self, task: asyncio.Task[Any], error: asyncio.CancelledError) -> bool:
+        if self._interrupted is not task and task.cancelling() == 0:
+            await self._finish(StreamState.INCOMPLETE)
+            return True
+        return await super().absorb(task, error)
+
+
 # ---------------------------------------------------------------------------------------------- rounds
 NextStep = Callable[[Any], Awaitable[Any]]
 
@@ -565,6 +576,7 @@ STOPPABLE: Final[dict[str, tuple[type[MiniManager], frozenset[str]]]] = {
     "asks the engine after a stop": (AsksTheEngineAfterAStop, frozenset({"SM-24"})),
     "searches every task": (SearchesEveryTask, frozenset({"SM-34"})),
     "interrupts only the first task": (InterruptsOnlyTheFirstTask, frozenset({"SM-24"})),
+    "swallows the engine's own cancel (3.11+)": (SwallowsTheEnginesOwnCancel, frozenset({"SM-8"})),
 }
 """Stoppable managers, judged by the stop checks and the manager checks that need a stop; each with
 exactly the IDs it must fail among those (beyond what :class:`MiniManager` itself fails)."""

@@ -150,9 +150,10 @@ class _Crowd:
 
 
 # ---------------------------------------------------------------------------------------------- the stream
-class _Opaque:
+class _Opaque(Generator[Any, None, None]):
     """An awaitable that does not say what it awaits: it waits on the first of two futures it holds in a
-    tuple, so that nothing outside can tell which of them (if either) it waits on."""
+    tuple, so that nothing outside can tell which of them (if either) it waits on. (A plain object with
+    ``send``/``throw``, as a C extension's awaitable is: not a generator, whose chain could be followed.)"""
 
     def __init__(self) -> None:
         loop = asyncio.get_running_loop()
@@ -165,21 +166,15 @@ class _Opaque:
     def __await__(self) -> Generator[Any, None, None]:
         return self
 
-    def __iter__(self) -> _Opaque:
-        return self
-
-    def __next__(self) -> Any:
-        return self.send(None)
-
-    def send(self, value: object) -> Any:
+    def send(self, value: None) -> Any:
         future = self._futures[0]
         if future.done():
             raise StopIteration(None)
         future._asyncio_future_blocking = True  # what Future.__await__ does: the task waits on it
         return future
 
-    def throw(self, error: BaseException, *rest: object) -> Any:
-        raise error
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        raise typ if val is None else val
 
 
 class _Engine:
@@ -390,9 +385,9 @@ async def _blame_the_crowd(
     with the crowd gone works (the other tasks made the difference), else a skip (SM-24's checks report
     it)."""
     went = (
-        f"the loop had not ended {seconds(PROMPT)} after aclose()"
-        if not stopped.ended
-        else f"the consumer or aclose() raised {describe_exception(stopped.error)}"
+        f"the consumer or aclose() raised {describe_exception(stopped.error)}"
+        if stopped.error is not None
+        else f"the loop had not ended {seconds(PROMPT)} after aclose()"
     )
     await crowd.disperse(ctx)
     alone = await _stop_once(target, ctx, situation, None)

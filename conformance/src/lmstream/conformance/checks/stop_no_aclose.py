@@ -198,7 +198,10 @@ async def _stop_during(target: ManagerTarget, ctx: CheckContext, *, blocked: boo
     if not callable(getattr(manager, "aclose", None)):
         raise CheckSkipped(NO_ACLOSE)
     consumer = Consumer(ctx, manager, pause_at=None if blocked else 2)
-    there = (lambda: engine.waiting) if blocked else (lambda: consumer.paused)
+
+    def there() -> bool:
+        return engine.waiting if blocked else consumer.paused
+
     if not await until(ctx, lambda: there() or consumer.ended, timeout=LATER) or not there():
         raise CheckSkipped(
             f"the consumer never got 2 tokens with the engine's next request pending ({consumer.describe()}; "
