@@ -20,7 +20,7 @@ from lmstream.reference import StreamManager, build_completion
 from lmstream.spec import StreamIncompleteError, StreamProtocolError, StreamState
 
 from ._managers import Simple
-from ._stoppable import MiniManager
+from ._stoppable import MiniManager, cancelling
 
 
 # ---------------------------------------------------------------------------------------------- Simple's
@@ -431,7 +431,7 @@ class SwallowsTheEnginesOwnCancel(MiniManager):
     for a stop's, so the engine's own CancelledError ends the loop quietly."""
 
     async def absorb(self, task: asyncio.Task[Any], error: asyncio.CancelledError) -> bool:
-        if self._interrupted is not task and task.cancelling() == 0:
+        if self._interrupted is not task and cancelling(task) == 0:
             await self._finish(StreamState.INCOMPLETE)
             return True
         return await super().absorb(task, error)

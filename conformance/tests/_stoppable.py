@@ -38,7 +38,7 @@ _STOP: Final = "MiniManager: stopped with aclose()"
 """The message of the cancellation a stop sends (how 3.10 tells it from a real one)."""
 
 
-def _cancelling(task: asyncio.Task[Any]) -> int:
+def cancelling(task: asyncio.Task[Any]) -> int:
     """``task.cancelling()`` (Python 3.11+), 0 on 3.10, which does not count."""
     cancelling = getattr(task, "cancelling", None)
     return int(cancelling()) if cancelling is not None else 0
@@ -228,7 +228,7 @@ class MiniManager:
         starter = self._driver = asyncio.current_task()
         assert starter is not None
         self._loop = starter.get_loop()
-        start_base = self._cancel_base = _cancelling(starter)
+        start_base = self._cancel_base = cancelling(starter)
         self._state = StreamState.STREAMING
         completion: object = None
         try:
@@ -464,7 +464,7 @@ class LeavesCountRaised(MiniManager):
 
     def undo(self, task: asyncio.Task[Any], error: BaseException | None) -> bool:
         if getattr(task, "uncancel", None) is not None:  # Python 3.11+
-            return _cancelling(task) > self._cancel_base + 1
+            return cancelling(task) > self._cancel_base + 1
         return super().undo(task, error)
 
 
