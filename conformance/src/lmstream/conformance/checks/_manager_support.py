@@ -51,6 +51,7 @@ __all__ = [
     "call_name",
     "collect",
     "completion_for",
+    "construct",
     "consume",
     "describe_waiters",
     "engine_not_closed",
@@ -172,6 +173,21 @@ class Built:
         await self.probe.reached_block.wait()
 
 
+def construct(target: ManagerTarget, stream: object, role: object = ROLE, **keywords: Any) -> Any:
+    """``target(stream, role, **keywords)``: the manager a check drives.
+
+    :raises CheckFailure: when the target raises instead of returning a manager (naming the keywords given).
+    """
+    try:
+        return target(stream, role, **keywords)
+    except Exception as exc:
+        given = "".join(f", {name}=..." for name in keywords)
+        raise CheckFailure(
+            f"calling {target.name}(stream_iter, role{given}) raised {describe_exception(exc)}",
+            expected="a manager (ManagerFactory: kani's StreamManager constructor signature)",
+        ) from exc
+
+
 async def build(
     target: ManagerTarget,
     ctx: CheckContext,
@@ -202,13 +218,7 @@ async def build(
 
     callback: Callable[[Any], Awaitable[object]] | None
     callback = record if after is True else (after or None)
-    try:
-        built.manager = target(built.stream, role, after=callback, lock=counting)
-    except Exception as exc:
-        raise CheckFailure(
-            f"calling {target.name}(stream_iter, role, after=..., lock=...) raised {describe_exception(exc)}",
-            expected="a manager (ManagerFactory: kani's StreamManager constructor signature)",
-        ) from exc
+    built.manager = construct(target, built.stream, role, after=callback, lock=counting)
     return built
 
 

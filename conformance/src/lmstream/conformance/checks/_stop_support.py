@@ -36,12 +36,12 @@ from typing import Any, Final, cast
 
 from lmstream.conformance.context import CheckContext
 from lmstream.conformance.describe import describe_exception
-from lmstream.conformance.model import CheckFailure, CheckSkipped
+from lmstream.conformance.model import CheckSkipped
 from lmstream.conformance.scripted import Block, StreamProbe, scripted_stream
 from lmstream.conformance.targets import ManagerTarget
 from lmstream.spec import StreamState, describe_item, is_allowed_transition
 
-from ._manager_support import ROLE, TOKENS, CountingLock
+from ._manager_support import ROLE, TOKENS, CountingLock, construct
 
 __all__ = [
     "BLOCKED",
@@ -282,13 +282,7 @@ async def make_rig(
     # An async generator function's result is an AsyncGeneratorType (ag_frame tells when it is finished).
     engine = cast("AsyncGeneratorType[Any, None]", stop_stream(items, probe, cleanup_turns=cleanup_turns))
     counting = CountingLock() if lock else None
-    try:
-        manager = target(engine, ROLE, after=after, lock=counting)
-    except Exception as exc:
-        raise CheckFailure(
-            f"calling {target.name}(stream_iter, role, after=..., lock=...) raised {describe_exception(exc)}",
-            expected="a manager (ManagerFactory: kani's StreamManager constructor signature)",
-        ) from exc
+    manager = construct(target, engine, ROLE, after=after, lock=counting)
     if require_aclose and not callable(getattr(manager, "aclose", None)):
         raise CheckSkipped(NO_ACLOSE)
     return Rig(manager, probe, engine, tuple(items), counting, after, cleanup_turns)

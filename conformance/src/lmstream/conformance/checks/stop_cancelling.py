@@ -21,7 +21,7 @@ from lmstream.conformance.describe import describe_exception, script, seconds
 from lmstream.conformance.model import CheckFailure, CheckSkipped, TargetKind
 from lmstream.conformance.targets import ManagerTarget
 
-from ._manager_support import ROLE, TOKENS, CountingLock
+from ._manager_support import ROLE, TOKENS, CountingLock, construct
 from ._registry import check
 from ._stop_snippets import stop_reproduction
 from ._stop_support import BLOCKED, LATER, NO_ACLOSE, PROMPT, AfterProbe, Rig, aclose_of, make_rig, until
@@ -367,13 +367,7 @@ async def stop_of_an_engine_that_swallows_it_leaves_the_task_uncancelled(
 ) -> None:
     engine = _Swallower()
     lock = CountingLock()
-    try:
-        manager: Any = target(engine.stream(), ROLE, lock=lock)
-    except Exception as exc:
-        raise CheckFailure(
-            f"calling {target.name}(stream_iter, role, lock=...) raised {describe_exception(exc)}",
-            expected="a manager (ManagerFactory: kani's StreamManager constructor signature)",
-        ) from exc
+    manager: Any = construct(target, engine.stream(), ROLE, lock=lock)
     if not callable(getattr(manager, "aclose", None)):
         raise CheckSkipped(NO_ACLOSE)
     view: dict[str, object] = {}

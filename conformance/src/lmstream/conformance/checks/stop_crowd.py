@@ -33,7 +33,7 @@ from lmstream.conformance.describe import describe_exception, script, seconds
 from lmstream.conformance.model import CheckFailure, CheckSkipped, TargetKind
 from lmstream.conformance.targets import ManagerTarget
 
-from ._manager_support import ROLE, TOKENS
+from ._manager_support import ROLE, TOKENS, construct
 from ._registry import check
 from ._stop_support import LATER, NO_ACLOSE, PROMPT, aclose_of, until
 
@@ -251,13 +251,7 @@ async def _stop_once(
 ) -> _Stopped:
     """One stop; with a crowd, watched. The step tasks are kept alive by the crowd (see :data:`_SEARCHES`)."""
     engine = _Engine(situation)
-    try:
-        manager: Any = target(engine.stream(), ROLE)
-    except Exception as exc:
-        raise CheckFailure(
-            f"calling {target.name}(stream_iter, role) raised {describe_exception(exc)}",
-            expected="a manager (ManagerFactory: kani's StreamManager constructor signature)",
-        ) from exc
+    manager: Any = construct(target, engine.stream(), ROLE)
     if not callable(getattr(manager, "aclose", None)):
         raise CheckSkipped(NO_ACLOSE)
     tokens: list[object] = []

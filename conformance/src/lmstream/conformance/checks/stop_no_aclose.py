@@ -18,7 +18,7 @@ from lmstream.conformance.model import CheckFailure, CheckSkipped, TargetKind
 from lmstream.conformance.targets import ManagerTarget
 from lmstream.spec import StreamIncompleteError
 
-from ._manager_support import ROLE, TOKENS
+from ._manager_support import ROLE, TOKENS, construct
 from ._registry import check
 from ._stop_consumers import Consumer, incomplete_errors, judge_incomplete, results_now
 from ._stop_support import LATER, NO_ACLOSE, PROMPT, aclose_of, until
@@ -71,13 +71,7 @@ _BODY: Final = (
 @check("SM-25", _MANAGER, summary="aclose() before iteration of a stream without aclose(): nothing read")
 async def stop_before_iteration_of_a_stream_without_aclose(target: ManagerTarget, ctx: CheckContext) -> None:
     stream = _NoClose()
-    try:
-        manager: Any = target(stream, ROLE)
-    except Exception as exc:
-        raise CheckFailure(
-            f"calling {target.name}(stream_iter, role) raised {describe_exception(exc)}",
-            expected="a manager (ManagerFactory: kani's StreamManager constructor signature)",
-        ) from exc
+    manager: Any = construct(target, stream, ROLE)
     if not callable(getattr(manager, "aclose", None)):
         raise CheckSkipped(NO_ACLOSE)
     problem: str | None = None
@@ -188,13 +182,7 @@ async def _stop_during(target: ManagerTarget, ctx: CheckContext, *, blocked: boo
     """One stop from another task, with the engine blocked at its third request or the consumer busy in its
     loop body after two tokens; what went wrong, in words, or ``None``."""
     engine = _Blocking(block=blocked)
-    try:
-        manager: Any = target(_Once(engine), ROLE)
-    except Exception as exc:
-        raise CheckFailure(
-            f"calling {target.name}(stream_iter, role) raised {describe_exception(exc)}",
-            expected="a manager (ManagerFactory: kani's StreamManager constructor signature)",
-        ) from exc
+    manager: Any = construct(target, _Once(engine), ROLE)
     if not callable(getattr(manager, "aclose", None)):
         raise CheckSkipped(NO_ACLOSE)
     consumer = Consumer(ctx, manager, pause_at=None if blocked else 2)
@@ -299,13 +287,7 @@ async def stop_during_iteration_of_a_stream_without_aclose(target: ManagerTarget
 @check("SM-1", _MANAGER, summary="the tokens of a stream without aclose() pass through unchanged")
 async def tokens_of_a_stream_without_aclose_pass_through(target: ManagerTarget, ctx: CheckContext) -> None:
     engine = _Blocking(block=False)
-    try:
-        manager: Any = target(_Once(engine), ROLE)
-    except Exception as exc:
-        raise CheckFailure(
-            f"calling {target.name}(stream_iter, role) raised {describe_exception(exc)}",
-            expected="a manager (ManagerFactory: kani's StreamManager constructor signature)",
-        ) from exc
+    manager: Any = construct(target, _Once(engine), ROLE)
     tokens: list[object] = []
     problem: str | None = None
 
@@ -365,13 +347,7 @@ class _EngineError(Exception):
 )
 async def error_of_a_stream_without_aclose_propagates(target: ManagerTarget, ctx: CheckContext) -> None:
     engine = _Failing(block=False)
-    try:
-        manager: Any = target(_Once(engine), ROLE)
-    except Exception as exc:
-        raise CheckFailure(
-            f"calling {target.name}(stream_iter, role) raised {describe_exception(exc)}",
-            expected="a manager (ManagerFactory: kani's StreamManager constructor signature)",
-        ) from exc
+    manager: Any = construct(target, _Once(engine), ROLE)
     seen: list[BaseException | None] = []
 
     async def consume() -> None:

@@ -20,7 +20,7 @@ from lmstream.conformance.describe import describe_exception, script
 from lmstream.conformance.model import CheckFailure, CheckSkipped, TargetKind
 from lmstream.conformance.targets import ManagerTarget
 
-from ._manager_support import ROLE, CountingLock, Outcome
+from ._manager_support import ROLE, CountingLock, Outcome, construct
 from ._registry import check
 from ._stop_consumers import (
     Consumer,
@@ -104,13 +104,7 @@ async def _watched_rig(target: ManagerTarget, lock: _WatchedLock, items: Sequenc
     """A rig (as :func:`make_rig` builds one) whose lock is ``lock``."""
     probe = StopProbe()
     engine = cast("AsyncGeneratorType[Any, None]", stop_stream(items, probe, cleanup_turns=_CLEANUP_TURNS))
-    try:
-        manager = target(engine, ROLE, after=None, lock=lock)
-    except Exception as exc:
-        raise CheckFailure(
-            f"calling {target.name}(stream_iter, role, lock=...) raised {describe_exception(exc)}",
-            expected="a manager (ManagerFactory: kani's StreamManager constructor signature)",
-        ) from exc
+    manager = construct(target, engine, ROLE, after=None, lock=lock)
     if not callable(getattr(manager, "aclose", None)):
         raise CheckSkipped(NO_ACLOSE)
     rig = Rig(manager, probe, engine, tuple(items), lock, None, _CLEANUP_TURNS)
@@ -317,13 +311,7 @@ async def loop_ended_by_a_stop_ends_once_the_stop_is_complete(
         )
     # Iterated while a stop before iteration is still closing the (unread) engine.
     slow = _SlowClose()
-    try:
-        manager: Any = target(slow, ROLE)
-    except Exception as exc:
-        raise CheckFailure(
-            f"calling {target.name}(stream_iter, role) raised {describe_exception(exc)}",
-            expected="a manager (ManagerFactory: kani's StreamManager constructor signature)",
-        ) from exc
+    manager: Any = construct(target, slow, ROLE)
     stopper = ctx.spawn(aclose_of(manager), name="lmstream stopper")
     await asyncio.sleep(0)
     state: list[object] = []
