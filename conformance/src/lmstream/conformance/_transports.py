@@ -53,7 +53,9 @@ __all__ = ["OpenedResponse", "ResponseLog"]
 _ATTRIBUTED: contextvars.ContextVar[tuple[ResponseLog, ...]] = contextvars.ContextVar(
     "lmstream_response_logs", default=()
 )
-_LOCK = threading.Lock()
+# Reentrant: a stream abandoned to the garbage collector stops its log from a finalizer, which can run
+# in this very thread while the lock is held (a collection triggered inside start() or stop()).
+_LOCK = threading.RLock()
 _CATCH_ALL: list[ResponseLog] = []
 
 
