@@ -374,10 +374,11 @@ async def stop_of_a_step_in_its_own_task_the_stop_cannot_see_through(
 
 async def _blame_the_crowd(
     target: ManagerTarget, ctx: CheckContext, situation: Situation, stopped: _Stopped, crowd: _Crowd
-) -> CheckFailure | CheckSkipped:
+) -> CheckFailure | None:
     """A stop among the crowd that did not end the loop at once, or raised: an SM-34 failure if the same stop
-    with the crowd gone works (the other tasks made the difference), else a skip (SM-24's checks report
-    it)."""
+    with the crowd gone works (the other tasks made the difference); else ``None``, with a note (the stop
+    fails alone too: SM-24's checks report it, and nothing is left to say about the crowd). The crowd is
+    dispersed either way."""
     went = (
         f"the consumer or aclose() raised {describe_exception(stopped.error)}"
         if stopped.error is not None
@@ -387,7 +388,11 @@ async def _blame_the_crowd(
     alone = await _stop_once(target, ctx, situation, None)
     if alone.ended and alone.error is None:
         return _fail(ctx, "SM-34", situation, f"among {CROWD:,} other tasks, {went}; without them, it worked")
-    return CheckSkipped(f"with {_SAID[situation]}, {went}, with or without other tasks: see SM-24's checks")
+    ctx.note(
+        f"with {_SAID[situation]}, {went}, with or without other tasks (SM-24's check reports it); "
+        "the crowd was not judged further"
+    )
+    return None
 
 
 @check(
@@ -406,7 +411,10 @@ async def stop_among_many_tasks_costs_the_same(target: ManagerTarget, ctx: Check
             watch = stopped.watch
             assert watch is not None
             if not stopped.ended or stopped.error is not None:
-                raise await _blame_the_crowd(target, ctx, situation, stopped, crowd)
+                failure = await _blame_the_crowd(target, ctx, situation, stopped, crowd)
+                if failure is not None:
+                    raise failure
+                return  # the stop fails alone: the rest of this manager's stopping is SM-24's to judge
             if situation in needless and len(watch.read) > _GLANCES:
                 raise _fail(
                     ctx, "SM-34", situation, f"the stop read {len(watch.read):,} of the {CROWD:,} other tasks"
