@@ -79,7 +79,7 @@ def test_levels_classify() -> None:
     assert not Level.SHOULD.is_mandatory and Level.SHOULD.is_recommended
     assert Level.SHOULD_NOT.is_recommended and not Level.MAY.is_recommended
     shoulds = select_requirements(levels=[Level.SHOULD, Level.SHOULD_NOT])
-    assert {r.id for r in shoulds} == {"ES-9", "ES-10", "SM-21", "SM-29", "SM-34"}
+    assert {r.id for r in shoulds} == {"ES-9", "ES-10", "SM-21", "SM-29", "SM-34", "SM-35", "SM-36"}
 
 
 def test_unknown_id_is_a_clear_one_line_error() -> None:

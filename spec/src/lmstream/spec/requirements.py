@@ -347,6 +347,35 @@ _RULES: tuple[Requirement, ...] = (
         "An engine that yielded a bad item is still suspended, holding its connection; left to the garbage "
         "collector it stays open for an unknown time, and a failing close must not hide the real error.",
     ),
+    Requirement(
+        "SM-35",
+        Level.SHOULD,
+        _M,
+        "errors reach every caller whole",
+        "The error a manager hands out SHOULD keep what explains it. An engine's error SHOULD reach every "
+        "completion()/message()/await with the traceback of the engine's own code, as it reached the "
+        "consumer. When closing the engine stream raises while the manager ends the stream with an error "
+        "of its own (StreamProtocolError after a protocol error, StreamIncompleteError after an early stop "
+        "or a stop), that close error SHOULD be the error's __cause__ (an engine's own error is raised as "
+        "it is, unannotated).",
+        "Whoever reads the log of a failed reply needs to see where the engine failed and why its "
+        "connection did not close; a waiter's traceback that starts at its own await, or an incomplete "
+        "error that silently dropped a failing close, sends the reader to the wrong code.",
+    ),
+    Requirement(
+        "SM-36",
+        Level.SHOULD,
+        _M,
+        "a finished stream is freed at once",
+        "Once a stream has ended, however it ended (completed, failed, left early, cancelled, stopped), "
+        "and the application has dropped the manager and every result and error it got from it, the "
+        "manager SHOULD be freed by reference counting alone: no reference cycle SHOULD run through the "
+        "manager, the errors it keeps, their tracebacks or its frames.",
+        "A server finishes thousands of replies a minute. What sits in a cycle (the manager, the engine "
+        "stream and its HTTP response, the whole reply text) stays in memory until the cyclic garbage "
+        "collector runs, many allocations later under load, and never in a server that calls "
+        "gc.freeze() or gc.disable() before it forks its workers.",
+    ),
     # ------------------------------------------------------------------ round streams
     Requirement(
         "SM-18",
@@ -500,9 +529,12 @@ _RULES: tuple[Requirement, ...] = (
         "a stop from another event loop works or fails at once",
         "aclose() awaited on an event loop other than the one the stream runs on (a sync handler's "
         "asyncio.run(stream.aclose()) in a worker thread) SHOULD either stop the stream as SM-22 to "
-        "SM-28 say or raise RuntimeError at once, with a one-line message that names "
-        "asyncio.run_coroutine_threadsafe(stream.aclose(), loop), and leave the stream exactly as it "
-        "was, so that a stop from its own loop still works.",
+        "SM-28 say or raise RuntimeError at once, with a one-line message that names the method and "
+        "asyncio.run_coroutine_threadsafe, as in asyncio.run_coroutine_threadsafe(stream.aclose(), loop), "
+        "and leave the stream exactly as it was, so that a stop from its own loop still works. The same "
+        "holds for completion(), message() and await on another loop once the stream is bound to its own "
+        "(iterated, or awaited there): they SHOULD either return the stream's result when it ends or "
+        "raise that RuntimeError at once.",
         "Flask and Django views and Gradio callbacks run in threads of their own, and asyncio is not "
         "thread-safe: a stop run on the handler's own loop cancels a task, sets an event or releases a "
         "lock of another loop from the wrong thread. It does not fail; it corrupts the stream: the stop "
