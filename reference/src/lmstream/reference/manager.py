@@ -363,6 +363,9 @@ class StreamManager(Generic[C]):
             await self._finish_early(StreamState.INCOMPLETE, task)
             if real:
                 _cancel.scrub(exc)  # it may carry the stop's message (the first cancel's): never shown
+                # The incomplete error kept on the manager has this cancellation as its __context__, whose
+                # traceback holds this frame: see completion (SM-36).
+                self = _DROPPED
                 raise  # SM-11 (and SM-26: a real cancellation keeps priority over a stop)
             return  # a stop interrupted the engine: the consumer's loop just ends (SM-24)
         except BaseException as exc:
