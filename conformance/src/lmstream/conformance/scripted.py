@@ -15,7 +15,7 @@ generator has begun, including the one that ends the stream. After the consumer 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +39,40 @@ class Fail:
 @dataclass(frozen=True)
 class Block:
     """Wait until :meth:`StreamProbe.release` is called (forever, if nobody calls it): an engine blocked
-    awaiting its next item from the network."""
+    awaiting its next item from the network.
+
+    :ivar opaque: wait through an awaitable that does not say what it awaits (a plain object with
+        ``send``/``throw``, as a C extension's awaitable is), instead of an :class:`asyncio.Event`: nothing
+        outside can follow the chain of awaits to the future the stream's task waits on.
+    """
+
+    opaque: bool = False
+
+
+class _Opaque(Generator[Any, None, None]):
+    """An awaitable that does not say what it awaits: it waits on the first of two futures it holds in a
+    tuple, so that nothing outside can tell which of them (if either) it waits on."""
+
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._futures: tuple[asyncio.Future[None], ...] = (loop.create_future(), loop.create_future())
+
+    def release(self) -> None:
+        if not self._futures[0].done():
+            self._futures[0].set_result(None)
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self
+
+    def send(self, value: None) -> Any:
+        future = self._futures[0]
+        if future.done():
+            raise StopIteration(None)
+        future._asyncio_future_blocking = True  # what Future.__await__ does: the task waits on it
+        return future
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        raise typ if val is None else val
 
 
 @dataclass
@@ -68,19 +101,30 @@ class StreamProbe:
     cleanup_ran: bool = False
     _gate: asyncio.Event | None = field(default=None, repr=False)
 
+    _opaque: list[_Opaque] = field(default_factory=list[_Opaque], repr=False)
+
     def release(self) -> None:
         """Let a stream waiting at a :class:`Block` (or reaching one later) go on."""
         if self._gate is None:
             self._gate = asyncio.Event()
         self._gate.set()
+        for waiting in self._opaque:
+            waiting.release()
 
-    async def wait_for_release(self) -> None:
+    async def wait_for_release(self, *, opaque: bool = False) -> None:
         """What a :class:`Block` step does: wait until :meth:`release` (returns at once if it was called)."""
         if self._gate is None:
             self._gate = asyncio.Event()
+        if self._gate.is_set():
+            return
         self.blocked = True
         try:
-            await self._gate.wait()
+            if opaque:
+                waiting = _Opaque()
+                self._opaque.append(waiting)
+                await waiting
+            else:
+                await self._gate.wait()
         finally:
             self.blocked = False
 
@@ -107,7 +151,7 @@ async def scripted_stream(
             if isinstance(step, Pause):
                 await asyncio.sleep(step.seconds)
             elif isinstance(step, Block):
-                await probe.wait_for_release()
+                await probe.wait_for_release(opaque=step.opaque)
             elif isinstance(step, Fail):
                 raise step.error
             else:

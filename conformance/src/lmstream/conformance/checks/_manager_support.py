@@ -148,9 +148,9 @@ class _SignallingProbe(StreamProbe):
 
     reached_block: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
-    async def wait_for_release(self) -> None:
+    async def wait_for_release(self, *, opaque: bool = False) -> None:
         self.reached_block.set()
-        await super().wait_for_release()
+        await super().wait_for_release(opaque=opaque)
 
 
 @dataclass

@@ -392,3 +392,43 @@ async def stop_during_the_close_after_an_error_leaks_no_cancellation(
                 ),
                 reproduction=_reproduction(ctx, ending, "stop"),
             )
+
+
+# ---------------------------------------------------------------------------------------------- SM-35
+@check(
+    "SM-35",
+    _MANAGER,
+    summary="the engine's close fails after a protocol error or an early stop: it is the error's __cause__",
+)
+async def failing_close_is_the_cause_of_the_error(target: ManagerTarget, ctx: CheckContext) -> None:
+    endings: tuple[Ending, ...] = ("protocol error", "early stop")
+    for ending in endings:
+        run = await _trouble(target, ctx, ending, "close fails")
+        if run is None:
+            continue
+        close_error = run.engine.close_raises
+        problem: str | None = None
+        for label, outcome in run.results:
+            # What the error is (and that nobody waits forever) is SM-9's, SM-10's and SM-31's to judge.
+            if outcome.pending or outcome.error is None:
+                continue
+            if outcome.error is close_error:
+                continue  # the close error in the error's place: SM-31's (or SM-10's) check reports it
+            if outcome.error.__cause__ is not close_error:
+                cause = outcome.error.__cause__
+                problem = (
+                    f"{label} raised {describe_exception(outcome.error)}, whose __cause__ is "
+                    f"{'None' if cause is None else describe_exception(cause)}, not the close's "
+                    f"{describe_exception(close_error) if close_error is not None else 'error'}"
+                )
+                break
+        if problem is not None:
+            raise CheckFailure(
+                f"{_where(ending, 'close fails')}: {problem}",
+                expected=(
+                    "when closing the engine raises while the manager ends the stream with an error of its "
+                    "own (StreamProtocolError, StreamIncompleteError), that close error is the __cause__ of "
+                    "the error every result raises"
+                ),
+                reproduction=_reproduction(ctx, ending, "close fails"),
+            )

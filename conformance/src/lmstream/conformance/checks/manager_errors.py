@@ -10,8 +10,10 @@ the manager's design) and after the consumer's loop ended; all of them are then 
 from __future__ import annotations
 
 import asyncio
+import traceback
 from collections.abc import Sequence
 
+from lmstream.conformance import scripted
 from lmstream.conformance.context import CheckContext
 from lmstream.conformance.describe import describe_exception, describe_items
 from lmstream.conformance.model import CheckFailure, CheckSkipped, TargetKind
@@ -21,13 +23,16 @@ from lmstream.spec import StreamIncompleteError, StreamProtocolError, describe_i
 
 from ._manager_support import (
     AWAIT_RESULT,
+    RESULT_METHODS,
     TOKENS,
     Consumed,
     Outcome,
     Waiter,
     build,
+    call_name,
     collect,
     completion_for,
+    consume,
     describe_waiters,
     first_done,
     manager_reproduction,
@@ -35,6 +40,7 @@ from ._manager_support import (
     rejected_completion,
     run_with_waiters,
     spawn_labelled,
+    wait_result,
     waiter_bound,
 )
 from ._registry import check
@@ -78,6 +84,61 @@ async def engine_error_reaches_consumer_and_waiters(target: ManagerTarget, ctx: 
             expected=_SM8_EXPECTED,
             reproduction=manager_reproduction(ctx, _repro_script(script), read_then_wait()),
         )
+
+
+# ---------------------------------------------------------------------------------------------- SM-35
+def _raised_in_the_engine(error: BaseException) -> bool:
+    """Whether ``error``'s traceback, as it was raised last, passes through the scripted engine's code."""
+    engine_file = scripted.__file__
+    return any(frame.f_code.co_filename == engine_file for frame, _ in traceback.walk_tb(error.__traceback__))
+
+
+@check(
+    "SM-35",
+    _MANAGER,
+    summary="an engine error reaches every later waiter with the traceback of the engine's own code",
+)
+async def engine_error_keeps_its_traceback_for_waiters(target: ManagerTarget, ctx: CheckContext) -> None:
+    error = ScriptedEngineError("the engine lost its connection")
+    script = (*TOKENS[:2], Fail(error), *TOKENS[2:])
+    built = await build(target, ctx, script)
+    seen = await consume(ctx, built.manager)
+    if seen.error is not error or not _raised_in_the_engine(error):
+        raise CheckSkipped(
+            "the consumer's loop did not raise the engine's error from the engine's code "
+            f"({_ended(seen, error) if seen.error is not error else 'its traceback has no engine frame'}; "
+            "SM-8's check reports it)"
+        )
+    for method in RESULT_METHODS:
+        outcome = await wait_result(ctx, built.manager, method, timeout=waiter_bound(ctx))
+        if outcome.error is not error:
+            continue  # which error a waiter gets is SM-8's to judge
+        if not _raised_in_the_engine(error):
+            raise CheckFailure(
+                f"the engine raised {error!r} after 2 tokens; the consumer's loop got it with the engine's "
+                f"frames in its traceback, but a later {call_name(method)} raised it with a traceback that "
+                "starts at the manager (the engine's frames are gone)",
+                expected=(
+                    "every completion()/message()/await raises an engine's error with the traceback of the "
+                    "engine's own code, as the consumer got it"
+                ),
+                reproduction=manager_reproduction(
+                    ctx,
+                    _repro_script(script),
+                    [
+                        "try:",
+                        "    async for token in manager:",
+                        "        pass",
+                        "except ConnectionResetError:",
+                        "    pass",
+                        "try:",
+                        "    await asyncio.wait_for(manager.completion(), 1)",
+                        "except ConnectionResetError as exc:",
+                        "    traceback.print_exception(exc)  # the engine's frame should be in it",
+                    ],
+                    prelude=["import traceback"],
+                ),
+            )
 
 
 @check(

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Generator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from lmstream.conformance.context import CheckContext
 from lmstream.conformance.describe import describe_exception, script, seconds
 from lmstream.conformance.model import CheckFailure, CheckSkipped, TargetKind
+from lmstream.conformance.scripted import Block
 from lmstream.conformance.targets import ManagerTarget
 
 from ._manager_support import ROLE, TOKENS, CountingLock, construct
@@ -49,6 +50,8 @@ class _Cleanup:
     loop_ended: bool = False
     counts: list[int | None] = field(default_factory=list[int | None])
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    opaque_step: bool = False
+    """Step through an awaitable that does not say what it awaits (as a C extension's does), not async for."""
 
     async def run(self, manager: Any) -> None:
         task = asyncio.current_task()
@@ -58,8 +61,15 @@ class _Cleanup:
             self.in_cleanup = True
             self.counts.append(_cancelling(task))
             try:
-                async for token in manager:
-                    self.tokens.append(token)
+                if self.opaque_step:
+                    iterator = aiter(manager)
+                    while True:
+                        self.tokens.append(await _OpaqueStep(anext(iterator)))
+                else:
+                    async for token in manager:
+                        self.tokens.append(token)
+            except StopAsyncIteration:
+                pass
             except BaseException as exc:  # judged, then the task's own cancellation goes on
                 self.loop_error = exc
             self.loop_ended = True
@@ -91,13 +101,31 @@ _CLEANUP_BODY: Final = (
 )
 
 
+class _OpaqueStep(Generator[Any, None, Any]):
+    """One step of the manager's iterator behind an object that does not say what it awaits (a plain object
+    with ``send``/``throw``, as a C extension's awaitable is): a stop cannot follow the consumer's chain of
+    awaits through it to the manager's step."""
+
+    def __init__(self, step: Awaitable[Any]) -> None:
+        self._hidden = (step.__await__(),)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self
+
+    def send(self, value: None) -> Any:
+        return self._hidden[0].send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        return self._hidden[0].throw(typ if val is None else val)
+
+
 async def _stop_in_cleanup(
-    target: ManagerTarget, ctx: CheckContext
+    target: ManagerTarget, ctx: CheckContext, *, opaque_step: bool = False
 ) -> tuple[Rig, _Cleanup, bool, asyncio.Task[None]]:
     """Stop the manager while a consumer with a cancellation pending is blocked in the engine; whether the
     loop ended within :data:`PROMPT` of the stop."""
     rig = await make_rig(target, ctx, BLOCKED, lock=True, after=AfterProbe())
-    cleanup = _Cleanup()
+    cleanup = _Cleanup(opaque_step=opaque_step)
     task = ctx.spawn(cleanup.run(rig.manager), name="lmstream consumer in except CancelledError")
     await ctx.settle()
     task.cancel()
@@ -123,7 +151,15 @@ async def _stop_in_cleanup(
     summary="aclose() of a loop in an except CancelledError block: the loop ends cleanly, no CancelledError",
 )
 async def stop_ends_the_loop_of_a_task_already_cancelling(target: ManagerTarget, ctx: CheckContext) -> None:
-    rig, cleanup, prompt, _ = await _stop_in_cleanup(target, ctx)
+    for opaque_step in (False, True):
+        await _stop_ends_the_loop_in_cleanup(target, ctx, opaque_step=opaque_step)
+
+
+async def _stop_ends_the_loop_in_cleanup(
+    target: ManagerTarget, ctx: CheckContext, *, opaque_step: bool
+) -> None:
+    rig, cleanup, prompt, _ = await _stop_in_cleanup(target, ctx, opaque_step=opaque_step)
+    shape = ", each step awaited through an object that does not say what it awaits" if opaque_step else ""
     problem: str | None = None
     if not prompt:
         problem = f"the consumer's loop had not ended {seconds(PROMPT)} after aclose()"
@@ -134,7 +170,7 @@ async def stop_ends_the_loop_of_a_task_already_cancelling(target: ManagerTarget,
     if problem is not None:
         raise CheckFailure(
             "a consumer whose task had a cancellation pending (it iterated in its except CancelledError "
-            f"block) was stopped with the engine blocked after 2 tokens: {problem}",
+            f"block{shape}) was stopped with the engine blocked after 2 tokens: {problem}",
             expected=(
                 "a stop during iteration ends the consumer's loop at its next step without an exception, in "
                 "whatever task it runs, one with a cancellation already pending included"
@@ -267,12 +303,20 @@ async def real_cancellation_with_a_stop_propagates_as_itself(
                 False,
             ),
         ]
-    for where, own_task, pending, message, real_first in cases:
+    # The same with the engine awaiting an object that does not say what it awaits: the stop must then find
+    # the task running the step, and tell its cancellation from the real one in that task.
+    opaque = [
+        (f"{where}, the engine opaque", own_task, pending, message, real_first)
+        for where, own_task, pending, message, real_first in cases
+        if own_task and not real_first
+    ]
+    for where, own_task, pending, message, real_first in [*cases, *opaque]:
+        items = _OPAQUE_BLOCKED if where.endswith("the engine opaque") else BLOCKED
         problem = await _real_with_stop(
-            target, ctx, own_task=own_task, pending=pending, message=message, real_first=real_first
+            target, ctx, items, own_task=own_task, pending=pending, message=message, real_first=real_first
         )
         if problem is not None:
-            rig_items = BLOCKED
+            rig_items = items
             raise CheckFailure(
                 f"with the engine blocked, a real cancellation and a stop in one turn ({where}): {problem}",
                 expected=(
@@ -286,16 +330,21 @@ async def real_cancellation_with_a_stop_propagates_as_itself(
         ctx.note("Python 3.10 cannot tell a stop's cancellation from a real one that follows it: not tried")
 
 
+_OPAQUE_BLOCKED: Final[tuple[object, ...]] = (*TOKENS[:2], Block(opaque=True), *TOKENS[2:])
+"""The standard script, blocked after two tokens on an awaitable that does not say what it awaits."""
+
+
 async def _real_with_stop(
     target: ManagerTarget,
     ctx: CheckContext,
+    items: tuple[object, ...],
     *,
     own_task: bool,
     pending: bool,
     message: str | None,
     real_first: bool,
 ) -> str | None:
-    rig = await make_rig(target, ctx, BLOCKED)
+    rig = await make_rig(target, ctx, items)
     seen = _Propagated()
     consumer = ctx.spawn(
         _consume(rig.manager, seen, own_task=own_task, pending=pending), name="lmstream consumer"

@@ -24,13 +24,14 @@ Reading attributes is counted, never timed, so the verdict does not depend on th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Literal
 
 from lmstream.conformance.context import CheckContext
 from lmstream.conformance.describe import describe_exception, script, seconds
 from lmstream.conformance.model import CheckFailure, CheckSkipped, TargetKind
+from lmstream.conformance.scripted import _Opaque  # pyright: ignore[reportPrivateUsage]  # the package's own
 from lmstream.conformance.targets import ManagerTarget
 
 from ._manager_support import ROLE, TOKENS, construct
@@ -56,11 +57,14 @@ SLICE: Final = 1_000
 _GLANCES: Final = 20
 """How many tasks of the crowd a stop with no need to search may read all the same."""
 
-Situation = Literal["consumer", "consumer, opaque", "event", "opaque", "polling"]
+Situation = Literal["consumer", "consumer, opaque", "relay, opaque", "event", "opaque", "polling"]
 _SAID: Final[dict[Situation, str]] = {
     "consumer": "the step blocked in the task that began the iteration",
     "consumer, opaque": "the step blocked in the task that began the iteration, the engine awaiting an "
     "object that does not say what it awaits",
+    "relay, opaque": "the step blocked in the task that began the iteration, the consumer iterating through "
+    "a relaying async generator (a streaming response's body), the engine awaiting an object that does not "
+    "say what it awaits",
     "event": "the step blocked in a task of its own, the engine awaiting an asyncio.Event",
     "opaque": "the step blocked in a task of its own, the engine awaiting an object that does not say what "
     "it awaits",
@@ -150,33 +154,6 @@ class _Crowd:
 
 
 # ---------------------------------------------------------------------------------------------- the stream
-class _Opaque(Generator[Any, None, None]):
-    """An awaitable that does not say what it awaits: it waits on the first of two futures it holds in a
-    tuple, so that nothing outside can tell which of them (if either) it waits on. (A plain object with
-    ``send``/``throw``, as a C extension's awaitable is: not a generator, whose chain could be followed.)"""
-
-    def __init__(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._futures: tuple[asyncio.Future[None], ...] = (loop.create_future(), loop.create_future())
-
-    def release(self) -> None:
-        if not self._futures[0].done():
-            self._futures[0].set_result(None)
-
-    def __await__(self) -> Generator[Any, None, None]:
-        return self
-
-    def send(self, value: None) -> Any:
-        future = self._futures[0]
-        if future.done():
-            raise StopIteration(None)
-        future._asyncio_future_blocking = True  # what Future.__await__ does: the task waits on it
-        return future
-
-    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
-        raise typ if val is None else val
-
-
 class _Engine:
     """Two tokens, then blocked (on an Event, or on an :class:`_Opaque`) until :meth:`release`, then the
     rest; ``closed`` once its cleanup ran."""
@@ -194,7 +171,7 @@ class _Engine:
             yield TOKENS[1]
             self.waiting = True
             try:
-                if self._situation in ("opaque", "consumer, opaque"):
+                if "opaque" in self._situation:
                     self._awaiting = _Opaque()
                     await self._awaiting
                 elif self._situation == "polling":
@@ -230,11 +207,15 @@ async def _consume(
     manager: Any, situation: Situation, tokens: list[object], steps: list[asyncio.Task[Any]]
 ) -> None:
     """Two tokens in this task, then each step in a task of its own (appended to ``steps``), but for the
-    ``consumer`` situations."""
+    ``consumer`` situations (and ``relay``: through an async generator of its own, in this task)."""
     iterator = aiter(manager)
     try:
         for _ in range(2):
             tokens.append(await anext(iterator))
+        if situation == "relay, opaque":
+            async for token in _relay(iterator):
+                tokens.append(token)
+            return
         while True:
             if situation in ("consumer", "consumer, opaque"):
                 tokens.append(await anext(iterator))
@@ -244,6 +225,16 @@ async def _consume(
                 tokens.append(await step)
     except StopAsyncIteration:
         return
+
+
+async def _relay(iterator: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
+    """A streaming response's body: the manager's tokens, relayed."""
+    while True:
+        try:
+            token = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        yield token
 
 
 async def _stop_once(
@@ -303,10 +294,12 @@ def _reproduction(ctx: CheckContext, situation: Situation, crowd: bool) -> str:
     blocked = {
         "opaque": "await Opaque()",
         "consumer, opaque": "await Opaque()",
+        "relay, opaque": "await Opaque()",
         "polling": "while True: await asyncio.sleep(0)",
     }.get(situation, "await asyncio.Event().wait()")
-    own_task = situation not in ("consumer", "consumer, opaque")
+    own_task = situation not in ("consumer", "consumer, opaque", "relay, opaque")
     step = "await asyncio.create_task(anext(it))" if own_task else "await anext(it)"
+    relayed = situation == "relay, opaque"
     body = [*(_OPAQUE_BODY if "opaque" in situation else ())]
     if crowd:
         body.append(f"crowd = [asyncio.create_task(asyncio.Event().wait()) for _ in range({CROWD})]")
@@ -320,11 +313,23 @@ def _reproduction(ctx: CheckContext, situation: Situation, crowd: bool) -> str:
         "async def consume():",
         "    it = aiter(manager)",
         "    print(await anext(it), await anext(it))",
-        "    try:",
-        "        while True:",
-        f"            print({step})",
-        "    except StopAsyncIteration:",
-        "        pass",
+        *(
+            [
+                "    async def relay():  # a streaming response's body",
+                "        async for token in it:",
+                "            yield token",
+                "    async for token in relay():",
+                "        print(token)",
+            ]
+            if relayed
+            else [
+                "    try:",
+                "        while True:",
+                f"            print({step})",
+                "    except StopAsyncIteration:",
+                "        pass",
+            ]
+        ),
         "consumer = asyncio.create_task(consume())",
         "for _ in range(50):",
         "    await asyncio.sleep(0)",
@@ -355,12 +360,12 @@ def _fail(ctx: CheckContext, requirement: str, situation: Situation, observed: s
 @check(
     "SM-24",
     _MANAGER,
-    summary="aclose() of a step in a task of its own, the engine opaque or polling: the loop ends at once",
+    summary="aclose() of a step in its own task or through a relay, the engine opaque: the loop ends at once",
 )
 async def stop_of_a_step_in_its_own_task_the_stop_cannot_see_through(
     target: ManagerTarget, ctx: CheckContext
 ) -> None:
-    situations: tuple[Situation, ...] = ("event", "opaque", "polling")
+    situations: tuple[Situation, ...] = ("event", "opaque", "polling", "relay, opaque")
     for situation in situations:
         stopped = await _stop_once(target, ctx, situation, None)
         if not stopped.ended:

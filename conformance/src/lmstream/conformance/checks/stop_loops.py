@@ -15,16 +15,19 @@ has to return and leave results that say the stream is incomplete, not that it b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
 
 from lmstream.conformance.context import CheckContext
 from lmstream.conformance.describe import describe_exception, seconds
 from lmstream.conformance.model import CheckFailure, CheckSkipped, TargetKind
 from lmstream.conformance.targets import ManagerTarget
 
+from ._manager_support import wait_result
 from ._registry import check
 from ._stop_consumers import (
     Consumer,
@@ -65,31 +68,64 @@ Where = Literal["engine", "body"]
 
 @dataclass
 class _Elsewhere:
-    """How the other loop's ``aclose()`` ended."""
+    """How the other loop's call ended (``done`` is read again by the checks that wait longer)."""
 
-    done: bool = False
+    finished: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
+    value: object = None
     took: float = 0.0
 
+    @property
+    def done(self) -> bool:
+        return self.finished.is_set()
 
-async def _stop_from_another_thread(ctx: CheckContext, manager: Any) -> _Elsewhere:
-    """``asyncio.run(aclose())`` in a new (daemon) thread, waited for :data:`LATER` at most."""
-    finished = threading.Event()
+
+def _in_another_thread(call: Callable[[], Coroutine[Any, Any, object]], what: str) -> _Elsewhere:
+    """``asyncio.run(call())`` in a new (daemon) thread, as a sync handler runs it; returns at once."""
     outcome = _Elsewhere()
 
     def handler() -> None:
         started = time.monotonic()
         try:
-            asyncio.run(aclose_of(manager))
+            outcome.value = asyncio.run(call())
         except BaseException as exc:  # anything it raised is what the check judges
             outcome.error = exc
         outcome.took = time.monotonic() - started
-        finished.set()
+        outcome.finished.set()
 
-    threading.Thread(target=handler, name="lmstream SM-29: a sync handler's stop", daemon=True).start()
-    await until(ctx, finished.is_set, timeout=LATER)
-    outcome.done = finished.is_set()
+    threading.Thread(target=handler, name=f"lmstream SM-29: a sync handler's {what}", daemon=True).start()
     return outcome
+
+
+async def _stop_from_another_thread(ctx: CheckContext, manager: Any) -> _Elsewhere:
+    """``asyncio.run(aclose())`` in a new (daemon) thread, waited for :data:`LATER` at most."""
+    outcome = _in_another_thread(lambda: aclose_of(manager), "stop")
+    await until(ctx, lambda: outcome.done, timeout=LATER)
+    return outcome
+
+
+_NAMES: Final[dict[str, tuple[str, ...]]] = {
+    "aclose": ("aclose",),
+    "completion": ("completion",),
+    "message": ("message", "completion"),  # message() is completion().message (SM-5): either name says it
+}
+
+
+def _refusal_problem(error: BaseException, method: str) -> str | None:
+    """Why ``error`` is not the refusal SM-29 allows (RuntimeError, one line, naming the method and
+    run_coroutine_threadsafe), or ``None``."""
+    message = str(error)
+    if (
+        not isinstance(error, RuntimeError)
+        or "\n" in message
+        or "run_coroutine_threadsafe" not in message
+        or not any(name in message for name in _NAMES[method])
+    ):
+        return (
+            f"raised {describe_exception(error)}, which does not say, in one line naming {method}(), to use "
+            "asyncio.run_coroutine_threadsafe"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -215,10 +251,9 @@ async def _judge(ctx: CheckContext, rig: Rig, consumer: Consumer, where: Where) 
     if other.error is None:
         await _judge_worked(ctx, rig, consumer, pending, fail)
         return
-    error = other.error
-    message = str(error)
-    if not isinstance(error, RuntimeError) or "\n" in message or "run_coroutine_threadsafe" not in message:
-        raise fail(f"raised {describe_exception(error)}, which does not say, in one line, to use {_THE_WAY}")
+    refused = _refusal_problem(other.error, "aclose")
+    if refused is not None:
+        raise fail(refused)
     if other.took > PROMPT:
         raise fail(f"raised RuntimeError only after {seconds(other.took)}, not at once")
     changes = _Look.now(rig, consumer, pending).changes(before)
@@ -287,3 +322,133 @@ async def _judge_worked(
 async def stop_from_another_event_loop(target: ManagerTarget, ctx: CheckContext) -> None:
     for where in ("engine", "body"):
         await _from_another_loop(target, ctx, where)
+
+
+# ---------------------------------------------------------------------------------------------- results
+Bound = Literal["iterated", "awaited"]
+_RESULTS_EXPECTED = (
+    "completion() or message() awaited on another event loop (asyncio.run(...) in a worker thread) once "
+    "the stream is bound to its own loop either returns the stream's result when it ends or raises "
+    "RuntimeError at once, in one line naming the method and asyncio.run_coroutine_threadsafe, and leaves "
+    "the stream as it was"
+)
+
+
+def _results_reproduction(ctx: CheckContext, rig: Rig, bound: Bound, method: str) -> str:
+    if bound == "iterated":
+        body = [*CONSUME, "await until_blocked(probe)"]
+    else:
+        body = [
+            "iterator = aiter(manager)  # taken, not stepped yet",
+            "waiter = asyncio.ensure_future(manager.completion())  # waits on the stream's own loop",
+            "await asyncio.sleep(0)",
+        ]
+    body += [
+        "def handler():  # a sync view, in a thread of its own",
+        "    try:",
+        f"        print('returned:', asyncio.run(manager.{method}()))",
+        "    except RuntimeError as exc:",
+        "        print('refused:', exc)",
+        "thread = threading.Thread(target=handler, daemon=True)",
+        "thread.start()",
+        "await asyncio.to_thread(thread.join, 0.5)",
+        "print('still waiting:', thread.is_alive())",
+    ]
+    return stop_reproduction(
+        ctx,
+        rig.items,
+        body,
+        lock=True,
+        after=True,
+        cleanup_turns=rig.cleanup_turns,
+        imports=["import threading"],
+    )
+
+
+async def _result_from_another_loop(
+    target: ManagerTarget, ctx: CheckContext, bound: Bound, method: str
+) -> None:
+    rig = await make_rig(target, ctx, BLOCKED if bound == "iterated" else SCRIPT, lock=True, cleanup_turns=2)
+    manager = rig.manager
+    consumer: Consumer | None = None
+    own: asyncio.Task[object] | None = None
+    iterator: Any = None
+    if bound == "iterated":
+        consumer = Consumer(ctx, manager)
+        await wait_until_blocked(ctx, rig, consumer)
+        situation = "with the engine blocked after 2 tokens"
+    else:
+        iterator = aiter(manager)
+        own = ctx.spawn(manager.completion(), name="lmstream waiter on the stream's loop")
+        await ctx.settle()
+        situation = "with the iterator taken but not stepped and a completion() waiting on the stream's loop"
+    where_said = f"{situation}, {method}() awaited on another event loop (from a worker thread)"
+    repro = _results_reproduction(ctx, rig, bound, method)
+
+    def fail(observed: str) -> CheckFailure:
+        return CheckFailure(f"{where_said} {observed}", expected=_RESULTS_EXPECTED, reproduction=repro)
+
+    other = _in_another_thread(lambda: getattr(manager, method)(), method)
+    await until(ctx, lambda: other.done, timeout=PROMPT)
+    refused = other.done and other.error is not None
+    if other.done and other.error is not None:
+        problem = _refusal_problem(other.error, method)
+        if problem is not None:
+            raise fail(problem)
+    elif other.done:
+        raise fail(f"returned {other.value!r} while the stream was still streaming")
+    # Let the stream end on its own loop; the other loop's call, if it waits, must then return its result.
+    if consumer is not None:
+        rig.probe.release()
+        await until(ctx, lambda: consumer.ended, timeout=LATER)
+    else:
+        reader = ctx.spawn(_read_all(iterator), name="lmstream consumer")
+        await ctx.wait_tasks([reader], timeout=LATER)
+    mine = await wait_result(ctx, manager, "completion", timeout=LATER)
+    if own is not None:
+        await ctx.wait_tasks([own], timeout=LATER)
+        if not own.done():
+            raise fail(
+                f"was {'refused' if refused else 'awaited'}; then the waiter on the stream's own loop "
+                f"was still waiting {seconds(LATER)} after the stream ended"
+            )
+        if own.cancelled() or own.exception() is not None:
+            error = asyncio.CancelledError() if own.cancelled() else own.exception()
+            assert error is not None
+            raise fail(
+                f"was {'refused' if refused else 'awaited'}; then the waiter on the stream's own loop raised "
+                f"{describe_exception(error)}"
+            )
+    if mine.error is not None or mine.pending:
+        raise fail(
+            f"was {'refused' if refused else 'awaited'}; then completion() on the stream's own loop "
+            f"{mine.describe()} once the stream ended"
+        )
+    if refused:
+        return
+    await until(ctx, lambda: other.done, timeout=LATER)
+    if not other.done:
+        raise fail(f"was still waiting {seconds(LATER)} after the stream ended on its own loop")
+    if other.error is not None:
+        raise fail(f"raised {describe_exception(other.error)} after the stream ended, not its result")
+    wanted = mine.value if method == "completion" else getattr(mine.value, "message", None)
+    if other.value is not wanted:
+        raise fail(f"returned {other.value!r}, not the stream's {method}() result {wanted!r}")
+
+
+async def _read_all(iterator: Any) -> None:
+    with contextlib.suppress(StopAsyncIteration):
+        while True:
+            await anext(iterator)
+
+
+@check(
+    "SM-29",
+    _MANAGER,
+    summary="completion()/message() on a worker thread's loop, stream iterated or awaited: works or refuses",
+)
+async def results_from_another_event_loop(target: ManagerTarget, ctx: CheckContext) -> None:
+    bounds: tuple[Bound, ...] = ("iterated", "awaited")
+    for bound in bounds:
+        for method in ("completion", "message"):
+            await _result_from_another_loop(target, ctx, bound, method)
