@@ -631,6 +631,24 @@ class CopiesFinishedMessage(_FromMessage):
         yield Done(dataclasses.replace(message))
 
 
+class LosesTheEnginesTraceback(Simple):
+    """SM-35: a waiter gets the engine's error with a traceback that starts at the manager."""
+
+    def result(self) -> Any:
+        if self._error is not None:
+            raise self._error.with_traceback(None)
+        return self._result
+
+
+SIMPLE_MISSES: frozenset[str] = frozenset(
+    {"failing_close_is_the_cause_of_the_error", "finished_manager_is_freed_without_the_collector"}
+)
+"""The checks :class:`Simple` fails, as most small managers would: two SHOULDs of what an error keeps. It
+drops a failing close instead of making it the error's ``__cause__`` (SM-35), and the errors it keeps hold its
+frames, which hold it (SM-36). Every broken manager built on it fails them too; the check tests set these
+failures aside, and test that Simple fails exactly these."""
+
+
 BROKEN: dict[str, tuple[type[Simple], frozenset[str]]] = {
     name: (cls, frozenset(ids))
     for name, cls, ids in [
@@ -675,6 +693,7 @@ BROKEN: dict[str, tuple[type[Simple], frozenset[str]]] = {
         ("a finished text split into characters", SplitsFinishedText, {"SM-17"}),
         ("an empty token for an empty finished text", EmptyTokenForEmptyText, {"SM-17"}),
         ("a copy of the finished message", CopiesFinishedMessage, {"SM-17"}),
+        ("loses the engine's traceback", LosesTheEnginesTraceback, {"SM-35"}),
     ]
 }
 """Every broken manager: description -> (class, the exact set of requirement IDs it must fail)."""

@@ -526,6 +526,15 @@ class AsksTheEngineAfterAStop(MiniManager):
         await super().wait_stopped()
 
 
+class WaitsForResultsOnAnyLoop(MiniManager):
+    """SM-29: completion() awaited on another event loop is not refused: it waits there on the stream's own
+    loop's event, and fails deep in asyncio ("bound to a different event loop")."""
+
+    def refuse_other_loop(self, method: str) -> None:
+        if method != "completion":
+            super().refuse_other_loop(method)
+
+
 # ---------------------------------------------------------------------------------------------- the sets
 MANAGERS: Final[dict[str, tuple[type[Simple], frozenset[str]]]] = {
     "accepts any stream": (AcceptsAnyStream, frozenset({"SM-30"})),
@@ -577,6 +586,7 @@ STOPPABLE: Final[dict[str, tuple[type[MiniManager], frozenset[str]]]] = {
     "searches every task": (SearchesEveryTask, frozenset({"SM-34"})),
     "interrupts only the first task": (InterruptsOnlyTheFirstTask, frozenset({"SM-24"})),
     "swallows the engine's own cancel (3.11+)": (SwallowsTheEnginesOwnCancel, frozenset({"SM-8"})),
+    "waits for results on any loop": (WaitsForResultsOnAnyLoop, frozenset({"SM-29"})),
 }
 """Stoppable managers, judged by the stop checks and the manager checks that need a stop; each with
 exactly the IDs it must fail among those (beyond what :class:`MiniManager` itself fails)."""

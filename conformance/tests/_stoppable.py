@@ -102,6 +102,8 @@ class MiniManager:
         if not self._claimed:
             async for _ in self:
                 pass
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()  # a waiter binds a stream nobody stepped (SM-29)
         await self._done.wait()
         if self._error is not None:
             raise self._error
