@@ -186,12 +186,17 @@ def _reproduction(ctx: CheckContext, rig: Rig, where: Where) -> str:
         "await asyncio.wait_for(manager.aclose(), 1)  # then from the stream's own loop",
         RESULT,
     ]
+    return _thread_reproduction(ctx, rig, body)
+
+
+def _thread_reproduction(ctx: CheckContext, rig: Rig, body: list[str]) -> str:
+    """The script of a rig's manager (built with a lock) and ``body``, which runs a sync handler's thread."""
     return stop_reproduction(
         ctx,
         rig.items,
         body,
         lock=True,
-        after=True,
+        after=rig.after is not None,
         cleanup_turns=rig.cleanup_turns,
         imports=["import threading"],
     )
@@ -354,15 +359,7 @@ def _results_reproduction(ctx: CheckContext, rig: Rig, bound: Bound, method: str
         "await asyncio.to_thread(thread.join, 0.5)",
         "print('still waiting:', thread.is_alive())",
     ]
-    return stop_reproduction(
-        ctx,
-        rig.items,
-        body,
-        lock=True,
-        after=True,
-        cleanup_turns=rig.cleanup_turns,
-        imports=["import threading"],
-    )
+    return _thread_reproduction(ctx, rig, body)
 
 
 async def _result_from_another_loop(
